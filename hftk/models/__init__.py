@@ -1,5 +1,72 @@
-"""hftk's own Transformer family (filled in by the model-family work)."""
+"""hftk's own Transformer family, registered with transformers' Auto classes.
+
+`register_auto_classes()` (called by `import hftk`) makes `AutoConfig`/`AutoModel*` resolve
+the `hftk_bert` and `hftk_gpt` model types in this Python, and marks every class for
+`auto_map`, so `save_pretrained` copies the self-contained code files beside the weights
+and the folder loads with `trust_remote_code=True` where hftk is not installed.
+"""
+
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForQuestionAnswering,
+    AutoModelForSequenceClassification,
+    AutoModelForTokenClassification,
+)
+
+from hftk.models.configuration_hftk import HftkBertConfig, HftkConfig, HftkGptConfig
+from hftk.models.modeling_hftk_bert import (
+    HftkBertForMaskedLM,
+    HftkBertForQuestionAnswering,
+    HftkBertForSequenceClassification,
+    HftkBertForTokenClassification,
+    HftkBertModel,
+)
+from hftk.models.modeling_hftk_gpt import HftkGptForCausalLM, HftkGptForSequenceClassification, HftkGptModel
+
+AUTO_CLASSES = {
+    HftkBertConfig: {
+        AutoModel: HftkBertModel,
+        AutoModelForMaskedLM: HftkBertForMaskedLM,
+        AutoModelForSequenceClassification: HftkBertForSequenceClassification,
+        AutoModelForTokenClassification: HftkBertForTokenClassification,
+        AutoModelForQuestionAnswering: HftkBertForQuestionAnswering,
+    },
+    HftkGptConfig: {
+        AutoModel: HftkGptModel,
+        AutoModelForCausalLM: HftkGptForCausalLM,
+        AutoModelForSequenceClassification: HftkGptForSequenceClassification,
+    },
+}
+
+MODEL_TYPES = {config.model_type: config for config in AUTO_CLASSES}
 
 
 def register_auto_classes() -> None:
-    """Register hftk configs and heads with transformers' Auto classes."""
+    """Register every hftk config and head with the Auto classes (idempotent)."""
+    for config_class, heads in AUTO_CLASSES.items():
+        AutoConfig.register(config_class.model_type, config_class, exist_ok=True)
+        config_class.register_for_auto_class()
+        for auto_class, model_class in heads.items():
+            auto_class.register(config_class, model_class, exist_ok=True)
+            model_class.register_for_auto_class(auto_class.__name__)
+
+
+__all__ = [
+    "AUTO_CLASSES",
+    "MODEL_TYPES",
+    "HftkConfig",
+    "HftkBertConfig",
+    "HftkGptConfig",
+    "HftkBertModel",
+    "HftkBertForMaskedLM",
+    "HftkBertForSequenceClassification",
+    "HftkBertForTokenClassification",
+    "HftkBertForQuestionAnswering",
+    "HftkGptModel",
+    "HftkGptForCausalLM",
+    "HftkGptForSequenceClassification",
+    "register_auto_classes",
+]

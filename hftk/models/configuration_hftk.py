@@ -1,0 +1,99 @@
+"""Configurations of hftk's two model types: the encoder `hftk_bert` and the decoder `hftk_gpt`.
+
+Self-contained on purpose: `save_pretrained` copies this file next to the weights, so it
+may import only torch/transformers and nothing else from hftk.
+"""
+
+from transformers import PreTrainedConfig
+
+POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rope")
+NORM_TYPES = ("layernorm", "rmsnorm")
+
+
+class HftkConfig(PreTrainedConfig):
+    """Fields shared by the encoder and the decoder.
+
+    Defaults follow what makes small models train fast (pre-LN, no biases in attention
+    and feed-forward, tied embeddings); `hftk convert` sets the fields that reproduce
+    BERT (post-LN, biases, token types) and GPT-2 (biases, tanh GELU) exactly.
+    """
+
+    vocab_size: int = 30522
+    hidden_size: int = 256
+    num_hidden_layers: int = 4
+    num_attention_heads: int = 4
+    intermediate_size: int = 1024
+    hidden_act: str = "gelu"
+    gated_ffn: bool = False
+    norm_type: str = "layernorm"
+    norm_eps: float = 1e-12
+    pre_norm: bool = True
+    embedding_norm: bool = False
+    position_embedding_type: str = "learned"
+    rope_base: float = 10000.0
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    attention_bias: bool = False
+    mlp_bias: bool = False
+    hidden_dropout_prob: float = 0.1
+    attention_probs_dropout_prob: float = 0.1
+    classifier_dropout: float | None = None
+    initializer_range: float = 0.02
+    tie_word_embeddings: bool = True
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = None
+    eos_token_id: int | list[int] | None = None
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.hidden_size % self.num_attention_heads:
+            raise ValueError(
+                f"hidden_size ({self.hidden_size}) must be a multiple of num_attention_heads "
+                f"({self.num_attention_heads})"
+            )
+        if self.position_embedding_type not in POSITION_EMBEDDING_TYPES:
+            raise ValueError(
+                f"position_embedding_type must be one of {POSITION_EMBEDDING_TYPES}, "
+                f"got {self.position_embedding_type!r}"
+            )
+        if self.norm_type not in NORM_TYPES:
+            raise ValueError(f"norm_type must be one of {NORM_TYPES}, got {self.norm_type!r}")
+        if self.position_embedding_type == "rope" and (self.hidden_size // self.num_attention_heads) % 2:
+            raise ValueError("rope needs an even head size (hidden_size / num_attention_heads)")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_attention_heads
+
+
+class HftkBertConfig(HftkConfig):
+    """Bidirectional encoder, trained with masked language modelling.
+
+    `sparse_prediction`: during training with labels, run the vocabulary decoder only on
+    the masked positions (cramming's trick; in small models the decoder dominates FLOPs).
+    `use_pooler`: a dense+tanh layer on the first token, as BERT's sequence classifier uses.
+    """
+
+    model_type = "hftk_bert"
+
+    sparse_prediction: bool = True
+    use_pooler: bool = True
+
+
+class HftkGptConfig(HftkConfig):
+    """Causal decoder, trained with next-token prediction; generates with a KV cache."""
+
+    model_type = "hftk_gpt"
+
+    vocab_size: int = 50257
+    max_position_embeddings: int = 1024
+    type_vocab_size: int = 0
+    norm_eps: float = 1e-5
+    position_embedding_type: str = "rope"
+    pad_token_id: int | None = None
+    bos_token_id: int | None = 50256
+    eos_token_id: int | list[int] | None = 50256
+    use_cache: bool = True
+
+
+__all__ = ["HftkConfig", "HftkBertConfig", "HftkGptConfig"]

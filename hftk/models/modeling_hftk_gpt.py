@@ -1,0 +1,167 @@
+"""hftk_gpt: a causal Transformer decoder that generates with a KV cache.
+
+Self-contained on purpose: `save_pretrained` copies this file next to the weights, so it
+may import only torch/transformers and its sibling files (relative imports).
+"""
+
+import torch
+from torch import nn
+from transformers import GenerationMixin
+from transformers.cache_utils import Cache
+from transformers.modeling_outputs import (
+    BaseModelOutputWithPast,
+    CausalLMOutputWithPast,
+    SequenceClassifierOutputWithPast,
+)
+from transformers.utils import can_return_tuple
+
+from .configuration_hftk import HftkGptConfig
+from .modeling_hftk import HftkPreTrainedModel, HftkTransformer, classifier_dropout, sequence_classification_loss
+
+
+class HftkGptPreTrainedModel(HftkPreTrainedModel):
+    config_class = HftkGptConfig
+    config: HftkGptConfig
+    _supports_cache_class = True
+    _family_auto_map = {
+        "AutoConfig": "configuration_hftk.HftkGptConfig",
+        "AutoModel": "modeling_hftk_gpt.HftkGptModel",
+        "AutoModelForCausalLM": "modeling_hftk_gpt.HftkGptForCausalLM",
+        "AutoModelForSequenceClassification": "modeling_hftk_gpt.HftkGptForSequenceClassification",
+    }
+
+
+class HftkGptModel(HftkGptPreTrainedModel):
+    """The bare decoder: causal token states and the updated KV cache."""
+
+    def __init__(self, config: HftkGptConfig) -> None:
+        super().__init__(config)
+        self.decoder = HftkTransformer(config, is_causal=True)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.decoder.embeddings.word_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.decoder.embeddings.word_embeddings = value
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        **kwargs,
+    ) -> BaseModelOutputWithPast:
+        kwargs.pop("token_type_ids", None)
+        return self.decoder(
+            input_ids,
+            attention_mask,
+            position_ids=position_ids,
+            inputs_embeds=inputs_embeds,
+            past_key_values=past_key_values,
+            use_cache=use_cache,
+            **kwargs,
+        )
+
+
+class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
+    """Next-token prediction; `labels` are the inputs themselves (the shift happens inside)."""
+
+    _tied_weights_keys = {"lm_head.weight": "model.decoder.embeddings.word_embeddings.weight"}
+
+    def __init__(self, config: HftkGptConfig) -> None:
+        super().__init__(config)
+        self.model = HftkGptModel(config)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.post_init()
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.lm_head
+
+    def set_output_embeddings(self, value: nn.Linear) -> None:
+        self.lm_head = value
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        past_key_values: Cache | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs,
+    ) -> CausalLMOutputWithPast:
+        out = self.model(
+            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache=use_cache, **kwargs
+        )
+        hidden = out.last_hidden_state
+        if isinstance(logits_to_keep, int) and logits_to_keep > 0:
+            hidden = hidden[:, -logits_to_keep:]
+        elif isinstance(logits_to_keep, torch.Tensor):
+            hidden = hidden[:, logits_to_keep]
+        logits = self.lm_head(hidden)
+        loss = None
+        if labels is not None:
+            loss = self.loss_function(
+                logits, labels, vocab_size=self.config.vocab_size, num_items_in_batch=num_items_in_batch
+            )
+        return CausalLMOutputWithPast(
+            loss=loss,
+            logits=logits,
+            past_key_values=out.past_key_values,
+            hidden_states=out.hidden_states,
+            attentions=out.attentions,
+        )
+
+
+class HftkGptForSequenceClassification(HftkGptPreTrainedModel):
+    """Classification or regression from the last non-padding token (the only one that saw everything)."""
+
+    def __init__(self, config: HftkGptConfig) -> None:
+        super().__init__(config)
+        self.num_labels = config.num_labels
+        self.model = HftkGptModel(config)
+        self.dropout = nn.Dropout(classifier_dropout(config))
+        self.score = nn.Linear(config.hidden_size, config.num_labels, bias=False)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        **kwargs,
+    ) -> SequenceClassifierOutputWithPast:
+        kwargs.pop("num_items_in_batch", None)
+        kwargs.pop("past_key_values", None)
+        out = self.model(input_ids, attention_mask, position_ids, inputs_embeds=inputs_embeds, use_cache=False, **kwargs)
+        hidden = out.last_hidden_state
+        batch, length = hidden.shape[:2]
+        if attention_mask is not None:
+            # Last attended position, right or left padding alike.
+            positions = torch.arange(length, device=hidden.device)
+            last = (positions * attention_mask.to(positions.dtype)).argmax(-1)
+        elif input_ids is not None and self.config.pad_token_id is not None:
+            not_pad = (input_ids != self.config.pad_token_id).int()
+            last = (torch.arange(length, device=hidden.device) * not_pad).argmax(-1)
+        else:
+            last = torch.full((batch,), length - 1, device=hidden.device)
+        logits = self.score(self.dropout(hidden[torch.arange(batch, device=hidden.device), last]))
+        loss = sequence_classification_loss(self, logits, labels) if labels is not None else None
+        return SequenceClassifierOutputWithPast(
+            loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions
+        )
+
+
+__all__ = ["HftkGptPreTrainedModel", "HftkGptModel", "HftkGptForCausalLM", "HftkGptForSequenceClassification"]
