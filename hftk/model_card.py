@@ -1,0 +1,342 @@
+"""Model cards for saved hftk runs: Hub metadata (YAML) plus a README a person can act on.
+
+The card is built from what the run folder already holds (config.json, the safetensors header,
+recipe.yaml, metrics.json, loss.png) so it describes the exact artifact being shared, and the
+metadata goes through `huggingface_hub.ModelCardData`/`EvalResult` so the Hub parses it
+(pipeline widget, model-index results) the same way it parses any transformers model.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from huggingface_hub import EvalResult, ModelCard, ModelCardData
+from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+from hftk.errors import HftkError
+
+# Architecture suffix -> (pipeline tag, transformers Auto class). Checked in order.
+HEADS: list[tuple[str, str, str]] = [
+    ("ForMaskedLM", "fill-mask", "AutoModelForMaskedLM"),
+    ("ForCausalLM", "text-generation", "AutoModelForCausalLM"),
+    ("ForSequenceClassification", "text-classification", "AutoModelForSequenceClassification"),
+    ("ForQuestionAnswering", "question-answering", "AutoModelForQuestionAnswering"),
+    ("ForTokenClassification", "token-classification", "AutoModelForTokenClassification"),
+    ("Model", "feature-extraction", "AutoModel"),
+]
+
+# Keys of a Trainer/Accelerate metrics dict that are bookkeeping, not model quality.
+_BOOKKEEPING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_flos")
+_BOOKKEEPING_KEYS = {"epoch", "step", "global_step", "total_flos"}
+
+# What a short usage example feeds each pipeline.
+_PIPELINE_EXAMPLES = {
+    "fill-mask": 'print(pipe(f"The weather today is {pipe.tokenizer.mask_token}."))',
+    "text-generation": 'print(pipe("Once upon a time", max_new_tokens=30)[0]["generated_text"])',
+    "text-classification": 'print(pipe("I really enjoyed this book."))',
+    "question-answering": (
+        'print(pipe(question="Who wrote the letter?", context="The letter was written by Elizabeth."))'
+    ),
+    "token-classification": (
+        'print(pipe("Elizabeth Bennet lives in Hertfordshire.", aggregation_strategy="simple"))'
+    ),
+    "feature-extraction": 'print(len(pipe("A sentence to embed.")[0]))',
+}
+
+
+def head_for(architectures: list[str] | None) -> tuple[str | None, str]:
+    """(pipeline tag, Auto class name) for the first architecture whose head we know."""
+    for arch in architectures or []:
+        for suffix, tag, auto_class in HEADS:
+            if arch.endswith(suffix):
+                return tag, auto_class
+    return None, "AutoModel"
+
+
+def _read_json(path: Path, what: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise HftkError(f"{path} is not valid JSON ({err.msg} at line {err.lineno}): re-save the {what}") from err
+
+
+def _load_config(folder: Path) -> dict[str, Any]:
+    if not folder.is_dir():
+        raise HftkError(f"model folder {folder} does not exist: pass the output folder of a hftk run")
+    path = folder / "config.json"
+    if not path.is_file():
+        raise HftkError(f"{folder} has no config.json: pass a folder written by save_pretrained / a hftk run")
+    config = _read_json(path, "model with save_pretrained")
+    if not isinstance(config, dict):
+        raise HftkError(f"{path} must hold a JSON object: re-save the model with save_pretrained")
+    return config
+
+
+def load_metrics(folder: Path) -> dict[str, Any]:
+    """metrics.json as a dict ({} when the run has none)."""
+    path = folder / "metrics.json"
+    if not path.is_file():
+        return {}
+    metrics = _read_json(path, "metrics (rerun evaluation)")
+    if not isinstance(metrics, dict):
+        raise HftkError(f"{path} must be a flat JSON object of metric name -> value: rerun evaluation")
+    return metrics
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def eval_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The quality metrics that go into the model-index: finite numbers, minus train/timing bookkeeping.
+
+    `eval_*` keys and un-prefixed ones (e.g. `perplexity`) are kept; `train_*` and runtime/throughput
+    entries are not results a reader should compare models on.
+    """
+    kept = {}
+    for key, value in metrics.items():
+        if not _is_number(value) or key in _BOOKKEEPING_KEYS or key.startswith("train_"):
+            continue
+        if key.endswith(_BOOKKEEPING_SUFFIXES):
+            continue
+        kept[key] = value
+    return kept
+
+
+def count_parameters(folder: Path) -> int | None:
+    """Number of stored parameters, read from the safetensors headers only (no tensor is loaded).
+
+    transformers writes tied weights once, so the sum is the model's unique parameter count.
+    """
+    from safetensors import safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        return None
+    total = 0
+    for file in files:
+        with safe_open(str(file), framework="numpy") as f:
+            for name in f.keys():
+                total += math.prod(f.get_slice(name).get_shape())
+    return total
+
+
+def _human_count(n: int) -> str:
+    """12,345,678 (12.3M): exact for the curious, short for the skimmer."""
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n:,} ({n / size:.1f}{unit})"
+    return f"{n:,}"
+
+
+def _is_hub_id(name: str) -> bool:
+    """True for a Hub repo id (not a local path), the only thing Hub metadata fields accept."""
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return not Path(name).exists()
+
+
+def _positional_encoding(config: dict[str, Any]) -> str | None:
+    for key in ("position_embedding_type", "positional_encoding", "pos_encoding"):
+        if config.get(key):
+            return str(config[key])
+    if "rope_theta" in config or config.get("rope_parameters"):
+        return "rotary (RoPE)"
+    return None
+
+
+def _normalization(config: dict[str, Any]) -> str | None:
+    for key in ("norm_type", "normalization", "layer_norm_type"):
+        if config.get(key):
+            kind = str(config[key])
+            break
+    else:
+        kind = "RMSNorm" if "rms_norm_eps" in config else "LayerNorm" if "layer_norm_eps" in config else None
+    placement = config.get("norm_position") or config.get("norm_placement")
+    if placement is None and isinstance(config.get("pre_norm"), bool):
+        placement = "pre-norm" if config["pre_norm"] else "post-norm"
+    if kind and placement:
+        return f"{kind} ({placement})"
+    return kind
+
+
+def _details_table(config: dict[str, Any], n_params: int | None) -> str:
+    rows = [
+        ("Architecture", ", ".join(config.get("architectures") or []) or None),
+        ("Model type", f"`{config['model_type']}`" if config.get("model_type") else None),
+        ("Layers", config.get("num_hidden_layers")),
+        ("Hidden size", config.get("hidden_size")),
+        ("Attention heads", config.get("num_attention_heads")),
+        ("Key/value heads", config.get("num_key_value_heads")),
+        ("Feed-forward size", config.get("intermediate_size")),
+        ("Positional encoding", _positional_encoding(config)),
+        ("Max positions", config.get("max_position_embeddings")),
+        ("Normalization", _normalization(config)),
+        ("Activation", config.get("hidden_act")),
+        ("Vocabulary size", config.get("vocab_size")),
+        ("Parameters", _human_count(n_params) if n_params is not None else None),
+    ]
+    lines = ["| | |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in rows if value is not None]
+    return "\n".join(lines)
+
+
+def _format_value(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}" if math.isfinite(value) and abs(value) < 1e6 else str(value)
+    return str(value)
+
+
+def _results_section(metrics: dict[str, Any]) -> str:
+    if not metrics:
+        return "No evaluation metrics were saved with this model (no `metrics.json`)."
+    lines = ["| Metric | Value |", "|---|---|"]
+    lines += [f"| {key} | {_format_value(value)} |" for key, value in metrics.items()]
+    return "\n".join(lines)
+
+
+def _usage_section(model_id: str, auto_class: str, pipeline_tag: str | None) -> str:
+    imports = f"from transformers import {auto_class}, AutoTokenizer"
+    if pipeline_tag:
+        imports += ", pipeline"
+    lines = [
+        "```python",
+        imports,
+        "",
+        f'model_id = "{model_id}"',
+        "tokenizer = AutoTokenizer.from_pretrained(model_id, trust_remote_code=True)",
+        f"model = {auto_class}.from_pretrained(model_id, trust_remote_code=True)",
+    ]
+    if pipeline_tag:
+        lines += [
+            "",
+            f'pipe = pipeline("{pipeline_tag}", model=model_id, trust_remote_code=True)',
+            _PIPELINE_EXAMPLES[pipeline_tag] if pipeline_tag in _PIPELINE_EXAMPLES else 'print(pipe("Hello"))',
+        ]
+    lines.append("```")
+    return "\n".join(lines)
+
+
+def render_model_card(
+    folder: Path,
+    *,
+    base_model: str | None = None,
+    datasets: list[str] | None = None,
+    task: str | None = None,
+    extra_tags: list[str] | None = None,
+    repo_id: str | None = None,
+) -> str:
+    """The README.md text (YAML metadata + markdown body) for a saved run folder.
+
+    `task` overrides the pipeline tag derived from `config.json`'s architectures; `repo_id` names the
+    model in the usage snippet and model-index (defaults to the folder name).
+    """
+    folder = Path(folder)
+    config = _load_config(folder)
+    metrics = load_metrics(folder)
+    pipeline_tag, auto_class = head_for(config.get("architectures"))
+    pipeline_tag = task or pipeline_tag
+    model_type = config.get("model_type")
+    model_name = repo_id.split("/")[-1] if repo_id else folder.resolve().name
+    model_id = repo_id or str(folder)
+    datasets = list(datasets or [])
+    hub_datasets = [d for d in datasets if _is_hub_id(d)]
+    hub_base_model = base_model if base_model and _is_hub_id(base_model) else None
+
+    tags = ["hftk"] + ([model_type] if model_type else [])
+    if config.get("auto_map"):
+        tags.append("custom_code")
+    tags += list(extra_tags or [])
+
+    results = eval_metrics(metrics)
+    dataset_id = hub_datasets[0] if hub_datasets else (datasets[0] if datasets else "custom")
+    eval_results = [
+        EvalResult(
+            task_type=pipeline_tag or "other",
+            dataset_type=dataset_id,
+            dataset_name=dataset_id,
+            metric_type=key.removeprefix("eval_"),
+            metric_name=key,
+            metric_value=value,
+        )
+        for key, value in results.items()
+    ]
+    card_data = ModelCardData(
+        library_name="transformers",
+        pipeline_tag=pipeline_tag,
+        tags=tags,
+        datasets=hub_datasets or None,
+        metrics=sorted({r.metric_type for r in eval_results}) or None,
+        base_model=hub_base_model,
+        model_name=model_name if eval_results else None,
+        eval_results=eval_results or None,
+    )
+
+    n_params = count_parameters(folder)
+    if base_model:
+        origin = f"fine-tuned from [{base_model}](https://huggingface.co/{base_model})" if hub_base_model else (
+            f"fine-tuned from `{base_model}`"
+        )
+    else:
+        origin = "trained"
+    intro = f"A `{model_type or 'transformers'}` model {origin} with hftk"
+    if datasets:
+        intro += " on " + ", ".join(f"`{d}`" for d in datasets)
+    intro += "."
+    if config.get("auto_map"):
+        intro += " Its modeling code ships in this repository, so loading it needs `trust_remote_code=True`."
+
+    recipe_path = folder / "recipe.yaml"
+    if recipe_path.is_file():
+        training = "The resolved recipe of this run (`recipe.yaml`):\n\n```yaml\n"
+        training += recipe_path.read_text(encoding="utf-8").rstrip("\n") + "\n```"
+    else:
+        training = "No `recipe.yaml` was saved with this model."
+    if (folder / "loss.png").is_file():
+        training += "\n\n### Loss curve\n\n![loss](loss.png)"
+
+    body = "\n\n".join(
+        [
+            f"# {model_name}",
+            intro,
+            "## Model details",
+            _details_table(config, n_params),
+            "## Training",
+            training,
+            "## Results",
+            _results_section(metrics),
+            "## Usage",
+            _usage_section(model_id, auto_class, pipeline_tag),
+        ]
+    )
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}\n").content
+
+
+def write_model_card(folder: Path | str, **kwargs: Any) -> Path:
+    """Render the card and write `folder/README.md` atomically (temp file + os.replace).
+
+    A crash mid-write leaves the previous README intact, and the temp name starts with `.tmp`
+    so `hftk.hub.select_upload_files` never uploads a leftover.
+    """
+    folder = Path(folder)
+    text = render_model_card(folder, **kwargs)
+    target = folder / "README.md"
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-README-", suffix=".md")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a README is meant to be read
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target

@@ -1,0 +1,219 @@
+"""Model cards built from fake run folders (tiny config.json + safetensors), checked field by field."""
+
+import json
+import os
+import re
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from huggingface_hub import ModelCard
+from safetensors.torch import save_file
+
+from hftk.errors import HftkError
+from hftk.model_card import render_model_card, write_model_card
+
+CONFIG = {
+    "model_type": "hftk_bert",
+    "architectures": ["HftkBertForMaskedLM"],
+    "hidden_size": 32,
+    "num_hidden_layers": 2,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+    "vocab_size": 100,
+    "max_position_embeddings": 64,
+    "position_embedding_type": "absolute",
+    "layer_norm_eps": 1e-12,
+    "auto_map": {
+        "AutoConfig": "configuration_hftk_bert.HftkBertConfig",
+        "AutoModelForMaskedLM": "modeling_hftk_bert.HftkBertForMaskedLM",
+    },
+}
+METRICS = {
+    "eval_loss": 2.1,
+    "perplexity": 8.2,
+    "eval_accuracy": 0.91,
+    "eval_runtime": 3.25,
+    "eval_samples_per_second": 120.5,
+    "train_loss": 2.6,
+    "epoch": 3.0,
+    "eval_note": "not a number",
+    "eval_converged": True,
+}
+# What must reach the model-index: the numeric eval results, not timings, train loss or non-numbers.
+EXPECTED_RESULTS = {"eval_loss": 2.1, "perplexity": 8.2, "eval_accuracy": 0.91}
+RECIPE = "task: mlm\nmodel:\n  hidden_size: 32\n  num_hidden_layers: 2\ntraining:\n  learning_rate: 0.0005\n  epochs: 3\n"
+
+
+def tensors():
+    # 100*32 + 64*32 + 32 + 32*100 + 100 = 8580 parameters, counted by hand below.
+    return {
+        "embeddings.word_embeddings.weight": torch.zeros(100, 32),
+        "embeddings.position_embeddings.weight": torch.zeros(64, 32),
+        "norm.weight": torch.ones(32),
+        "lm_head.weight": torch.zeros(100, 32),
+        "lm_head.bias": torch.zeros(100),
+    }
+
+
+def make_run(tmp_path: Path, config=CONFIG, metrics=METRICS, recipe=RECIPE, loss_png=True) -> Path:
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    save_file(tensors(), str(folder / "model.safetensors"))
+    if metrics is not None:
+        (folder / "metrics.json").write_text(json.dumps(metrics))
+    if recipe is not None:
+        (folder / "recipe.yaml").write_text(recipe)
+    if loss_png:
+        (folder / "loss.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    return folder
+
+
+def front_matter(text: str) -> dict:
+    match = re.match(r"^---\n(.*?)\n---\n", text, flags=re.S)
+    assert match, text[:200]
+    return yaml.safe_load(match.group(1))
+
+
+def test_metadata_parses_and_model_index_holds_exactly_the_eval_metrics(tmp_path):
+    folder = make_run(tmp_path)
+    text = render_model_card(folder, datasets=["wikitext"], repo_id="alice/tiny-bert")
+    meta = front_matter(text)
+
+    assert meta["library_name"] == "transformers"
+    assert meta["pipeline_tag"] == "fill-mask"
+    assert meta["tags"] == ["hftk", "hftk_bert", "custom_code"]
+    assert meta["datasets"] == ["wikitext"]
+    assert "base_model" not in meta
+    [entry] = meta["model-index"]
+    assert entry["name"] == "tiny-bert"
+    [result] = entry["results"]
+    assert result["task"]["type"] == "fill-mask"
+    assert result["dataset"]["type"] == "wikitext"
+    got = {m["name"]: m["value"] for m in result["metrics"]}
+    assert got == EXPECTED_RESULTS
+    assert {m["name"]: m["type"] for m in result["metrics"]} == {
+        "eval_loss": "loss",
+        "perplexity": "perplexity",
+        "eval_accuracy": "accuracy",
+    }
+    assert sorted(meta["metrics"]) == ["accuracy", "loss", "perplexity"]
+
+    # huggingface_hub reads it back into the same EvalResults (what the Hub does with the card).
+    card = ModelCard(text)
+    assert {r.metric_name: r.metric_value for r in card.data.eval_results} == EXPECTED_RESULTS
+    assert card.data.pipeline_tag == "fill-mask"
+
+
+def test_body_describes_architecture_parameters_recipe_results_and_loss(tmp_path):
+    folder = make_run(tmp_path)
+    text = render_model_card(folder, repo_id="alice/tiny-bert")
+
+    assert "| Layers | 2 |" in text
+    assert "| Hidden size | 32 |" in text
+    assert "| Attention heads | 2 |" in text
+    assert "| Positional encoding | absolute |" in text
+    assert "| Normalization | LayerNorm |" in text
+    assert "| Vocabulary size | 100 |" in text
+    # Parameter count from the safetensors header: independent sum of numel over the saved tensors.
+    n = sum(t.numel() for t in tensors().values())
+    assert n == 100 * 32 + 64 * 32 + 32 + 32 * 100 + 100 == 8580
+    assert "| Parameters | 8,580 (8.6K) |" in text
+
+    recipe_block = re.search(r"```yaml\n(.*?)```", text, flags=re.S).group(1)
+    assert yaml.safe_load(recipe_block) == yaml.safe_load(RECIPE)
+    for key, value in EXPECTED_RESULTS.items():
+        assert f"| {key} | {value:.4f} |" in text
+    assert "| eval_runtime | 3.2500 |" in text  # every metric is in the table, even bookkeeping ones
+    assert "![loss](loss.png)" in text
+
+
+def test_sharded_weights_are_all_counted(tmp_path):
+    folder = make_run(tmp_path)
+    (folder / "model.safetensors").unlink()
+    parts = list(tensors().items())
+    save_file(dict(parts[:2]), str(folder / "model-00001-of-00002.safetensors"))
+    save_file(dict(parts[2:]), str(folder / "model-00002-of-00002.safetensors"))
+    assert "| Parameters | 8,580 (8.6K) |" in render_model_card(folder)
+
+
+def test_missing_optional_files_are_said_not_invented(tmp_path):
+    folder = make_run(tmp_path, metrics=None, recipe=None, loss_png=False)
+    text = render_model_card(folder)
+    meta = front_matter(text)
+    assert "model-index" not in meta and "metrics" not in meta
+    assert "![loss]" not in text
+    assert "No `recipe.yaml` was saved" in text
+    assert "No evaluation metrics were saved" in text
+
+
+@pytest.mark.parametrize(
+    "architecture, tag, auto_class",
+    [
+        ("HftkBertForMaskedLM", "fill-mask", "AutoModelForMaskedLM"),
+        ("HftkGptForCausalLM", "text-generation", "AutoModelForCausalLM"),
+        ("HftkBertForSequenceClassification", "text-classification", "AutoModelForSequenceClassification"),
+        ("HftkBertForQuestionAnswering", "question-answering", "AutoModelForQuestionAnswering"),
+        ("HftkBertForTokenClassification", "token-classification", "AutoModelForTokenClassification"),
+    ],
+)
+def test_pipeline_tag_and_usage_snippet_follow_the_architecture(tmp_path, architecture, tag, auto_class):
+    folder = make_run(tmp_path, config={**CONFIG, "architectures": [architecture]})
+    text = render_model_card(folder, repo_id="alice/tiny")
+    assert front_matter(text)["pipeline_tag"] == tag
+    usage = text.split("## Usage", 1)[1]
+    assert f'{auto_class}.from_pretrained(model_id, trust_remote_code=True)' in usage
+    assert f'pipeline("{tag}", model=model_id, trust_remote_code=True)' in usage
+    assert 'model_id = "alice/tiny"' in usage
+
+
+def test_task_base_model_and_tags_arguments(tmp_path):
+    folder = make_run(tmp_path)
+    meta = front_matter(
+        render_model_card(folder, task="text-classification", base_model="alice/tiny-bert", extra_tags=["glue"])
+    )
+    assert meta["pipeline_tag"] == "text-classification"
+    assert meta["base_model"] == "alice/tiny-bert"
+    assert meta["tags"] == ["hftk", "hftk_bert", "custom_code", "glue"]
+
+    # A local path is no Hub id: it is named in the text but kept out of the metadata the Hub validates.
+    text = render_model_card(folder, base_model=str(tmp_path), datasets=[str(tmp_path / "train.txt")])
+    assert "base_model" not in front_matter(text) and "datasets" not in front_matter(text)
+    assert f"fine-tuned from `{tmp_path}`" in text
+
+
+def test_write_is_atomic_and_replaces_the_old_card(tmp_path, monkeypatch):
+    folder = make_run(tmp_path)
+    (folder / "README.md").write_text("old card\n")
+    before = set(os.listdir(folder))
+
+    path = write_model_card(folder, repo_id="alice/tiny-bert")
+    assert path == folder / "README.md"
+    assert set(os.listdir(folder)) == before  # nothing but README.md touched, no temp file left
+    assert path.read_text() == render_model_card(folder, repo_id="alice/tiny-bert")
+    assert ModelCard.load(path).data.library_name == "transformers"
+
+    # A failure at the final rename keeps the previous card and cleans the temp file up.
+    def boom(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    previous = path.read_text()
+    with pytest.raises(OSError):
+        write_model_card(folder, repo_id="bob/other")
+    assert path.read_text() == previous
+    assert set(os.listdir(folder)) == before
+
+
+def test_bad_folders_raise_one_line_errors(tmp_path):
+    with pytest.raises(HftkError, match="does not exist"):
+        render_model_card(tmp_path / "nope")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(HftkError, match="no config.json"):
+        render_model_card(tmp_path / "empty")
+    folder = make_run(tmp_path)
+    (folder / "metrics.json").write_text("{not json")
+    with pytest.raises(HftkError, match="metrics.json is not valid JSON"):
+        render_model_card(folder)
