@@ -1,0 +1,155 @@
+"""Train, load and inspect tokenizers for pretraining.
+
+Two recipes, mirroring the models they feed: BERT-style WordPiece for the encoder (`hftk_bert`),
+GPT-2-style byte-level BPE for the decoder (`hftk_gpt`). Both are built with the `tokenizers`
+library and wrapped in `PreTrainedTokenizerFast`, so they save with `save_pretrained`, reload
+with `AutoTokenizer`, and give offsets / `word_ids()` for QA and token classification.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from transformers import AutoTokenizer, PreTrainedTokenizerBase, PreTrainedTokenizerFast
+
+from hftk.errors import HftkError
+
+WORDPIECE_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
+ENDOFTEXT = "<|endoftext|>"
+_BYTE_LEVEL_SPACE = "\u0120"  # "Ġ": how ByteLevel writes a leading space
+
+
+def train_tokenizer(
+    texts: Iterable[str],
+    *,
+    kind: Literal["wordpiece", "bpe"],
+    vocab_size: int,
+    min_frequency: int = 2,
+    model_max_length: int = 512,
+    batch_size: int = 1000,
+) -> PreTrainedTokenizerFast:
+    """Train a WordPiece (BERT-style) or byte-level BPE (GPT-2-style) tokenizer on `texts`.
+
+    WordPiece: lower-cases and strips accents, adds `[CLS] A [SEP]` / `[CLS] A [SEP] B [SEP]`
+    (token types 0/1). BPE: byte-level, so no token is ever unknown; `<|endoftext|>` is bos, eos,
+    unk and pad, and no special tokens are added when encoding -- as GPT-2 -- because the packer
+    already puts `<|endoftext|>` between documents and generation starts from the prompt as is.
+    """
+    if kind == "wordpiece":
+        tokenizer, specials = _wordpiece_backend(), WORDPIECE_SPECIALS
+        trainer = trainers.WordPieceTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=list(WORDPIECE_SPECIALS.values()),
+            continuing_subword_prefix="##",
+            show_progress=False,
+        )
+        minimum = len(WORDPIECE_SPECIALS) + 1
+    elif kind == "bpe":
+        tokenizer = _bpe_backend()
+        specials = {"bos_token": ENDOFTEXT, "eos_token": ENDOFTEXT, "unk_token": ENDOFTEXT, "pad_token": ENDOFTEXT}
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=[ENDOFTEXT],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        minimum = 257  # 256 byte symbols + <|endoftext|>
+    else:
+        raise HftkError(f"unknown tokenizer kind {kind!r}: use 'wordpiece' (encoder/MLM) or 'bpe' (decoder/CLM)")
+    if vocab_size < minimum:
+        raise HftkError(f"tokenizer.vocab_size={vocab_size} is too small for {kind}: use at least {minimum} (typically 8000-32000)")
+
+    tokenizer.train_from_iterator(_batches(texts, batch_size), trainer=trainer)
+    if tokenizer.get_vocab_size() <= minimum - 1 + (kind == "wordpiece"):
+        raise HftkError(f"the tokenizer learned no vocabulary: the training text is empty; add text to the corpus")
+    if kind == "wordpiece":
+        cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="[CLS] $A [SEP]",
+            pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+            special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
+        )
+    # BERT consumes token_type_ids (segment A/B for pairs); GPT-2 does not.
+    input_names = ["input_ids", "token_type_ids", "attention_mask"] if kind == "wordpiece" else ["input_ids", "attention_mask"]
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer, model_max_length=model_max_length, model_input_names=input_names, **specials
+    )
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """Load a saved tokenizer (a directory from `save_pretrained`, or a Hub id when online)."""
+    try:
+        return AutoTokenizer.from_pretrained(name_or_path)
+    except (OSError, ValueError) as error:
+        where = "directory" if Path(name_or_path).exists() else "path or Hub id"
+        raise HftkError(
+            f"cannot load a tokenizer from {where} {name_or_path!r} ({type(error).__name__}): "
+            "point tokenizer.name_or_path at a save_pretrained directory, or train one (tokenizer.train: true)"
+        ) from error
+
+
+def continuation_mask(tokenizer: PreTrainedTokenizerBase) -> torch.BoolTensor:
+    """Bool[len(tokenizer)], True for tokens that continue the previous token's word (whole-word masking).
+
+    WordPiece: tokens with the continuation prefix (`##`). Byte-level BPE: tokens that do not start
+    with `Ġ` (a leading space). Special tokens are never continuations.
+    """
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        raise HftkError(f"whole-word masking needs a fast tokenizer, got {type(tokenizer).__name__}: set whole_word_mask: false")
+    model = backend.model
+    tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
+    if isinstance(model, models.WordPiece):
+        prefix = model.continuing_subword_prefix
+        flags = [token is not None and token.startswith(prefix) for token in tokens]
+    elif isinstance(model, models.BPE) and _is_byte_level(backend):
+        flags = [token is not None and not token.startswith(_BYTE_LEVEL_SPACE) for token in tokens]
+    else:
+        raise HftkError(
+            f"whole-word masking supports WordPiece or byte-level BPE tokenizers, not {type(model).__name__}: "
+            "set whole_word_mask: false"
+        )
+    mask = torch.tensor(flags, dtype=torch.bool)
+    mask[[i for i in tokenizer.all_special_ids if i < len(mask)]] = False
+    return mask
+
+
+def _wordpiece_backend() -> Tokenizer:
+    tokenizer = Tokenizer(models.WordPiece(unk_token="[UNK]", continuing_subword_prefix="##"))
+    tokenizer.normalizer = normalizers.BertNormalizer(clean_text=True, handle_chinese_chars=True, strip_accents=True, lowercase=True)
+    tokenizer.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tokenizer.decoder = decoders.WordPiece(prefix="##")
+    return tokenizer
+
+
+def _bpe_backend() -> Tokenizer:
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    # Adds no tokens; trims the leading-space byte from offsets so QA/NER spans point at the word.
+    tokenizer.post_processor = processors.ByteLevel(trim_offsets=True)
+    return tokenizer
+
+
+def _is_byte_level(backend: Tokenizer) -> bool:
+    pre = backend.pre_tokenizer
+    if isinstance(pre, pre_tokenizers.ByteLevel):
+        return True
+    return isinstance(pre, pre_tokenizers.Sequence) and "ByteLevel" in str(backend.to_str())
+
+
+def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
