@@ -1,0 +1,141 @@
+"""What every fine-tuning task hands the training loop, and the data loading they share.
+
+Each task module (glue, classification, qa, ner, generation) turns raw examples into a
+`TaskData`: model-ready datasets, a collator, label metadata for the model config and a
+`compute_metrics(split, predictions)` closure. The loop never needs to know which task it runs
+beyond `TaskData.kind`, which says which AutoModel head to load.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import datasets
+
+from hftk.errors import HftkError
+
+TaskKind = Literal["sequence_classification", "question_answering", "token_classification", "causal_lm"]
+
+# Local file suffix -> `datasets` packaged builder (the same layouts as on the Hub).
+_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
+
+
+@dataclass
+class TaskData:
+    """Everything the fine-tuning loop needs for one task.
+
+    `compute_metrics(split, predictions)` takes the predictions for `eval[split]`, in order:
+    - sequence_classification: logits, shape (n, num_labels) ((n,) or (n, 1) for regression);
+    - question_answering: a pair (start_logits, end_logits), each (n_features, seq_len);
+    - token_classification: logits (n, seq_len, num_labels), padded anywhere past each feature;
+    - causal_lm: the generated texts (list[str]) for `eval_examples[split]`, in order.
+    """
+
+    kind: TaskKind
+    train: datasets.Dataset | None
+    eval: dict[str, datasets.Dataset]
+    collator: Callable[[list[dict[str, Any]]], dict[str, Any]]
+    compute_metrics: Callable[[str, Any], dict[str, float]]
+    main_metric: str
+    greater_is_better: bool = True
+    num_labels: int | None = None
+    id2label: dict[int, str] | None = None
+    problem_type: str | None = None
+    eval_examples: dict[str, datasets.Dataset] = field(default_factory=dict)
+    # Eval features with the bookkeeping columns post-processing needs (QA offsets, NER word ids).
+    eval_features: dict[str, datasets.Dataset] = field(default_factory=dict)
+
+    @property
+    def label2id(self) -> dict[str, int] | None:
+        return None if self.id2label is None else {name: i for i, name in self.id2label.items()}
+
+
+def load_splits(
+    *,
+    dataset_name: str | None = None,
+    dataset_config: str | None = None,
+    data_files: Mapping[str, str | None] | None = None,
+    cache_dir: str | None = None,
+) -> datasets.DatasetDict:
+    """Local files (jsonl/json/csv/tsv/parquet, one per split) if given, else a Hub data set.
+
+    Local files win so that users without network can pass the same column layout as the Hub.
+    """
+    files = {split: path for split, path in (data_files or {}).items() if path}
+    if files:
+        return _load_local(files, cache_dir)
+    if not dataset_name:
+        raise HftkError("no data: pass a Hub data set name or local files (--train-file/--validation-file)")
+    try:
+        return datasets.load_dataset(dataset_name, dataset_config, cache_dir=cache_dir)
+    except (ConnectionError, FileNotFoundError, ValueError, OSError) as err:
+        config = f" (config {dataset_config!r})" if dataset_config else ""
+        raise HftkError(
+            f"could not load data set {dataset_name!r}{config} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
+            "check the name, or pass local files with --train-file/--validation-file"
+        ) from err
+
+
+def _load_local(files: dict[str, str], cache_dir: str | None) -> datasets.DatasetDict:
+    builders = set()
+    for split, path in files.items():
+        if not os.path.isfile(path):
+            raise HftkError(f"{split} file {path!r} does not exist; check the path")
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix not in _BUILDERS:
+            raise HftkError(
+                f"{split} file {path!r} has an unsupported extension {suffix!r}; use one of {', '.join(sorted(_BUILDERS))}"
+            )
+        builders.add((_BUILDERS[suffix], suffix == ".tsv"))
+    if len(builders) > 1:
+        raise HftkError(f"local data files must share one format, got {sorted(files.values())}")
+    builder, is_tsv = builders.pop()
+    kwargs = {"delimiter": "\t"} if is_tsv else {}
+    try:
+        return datasets.load_dataset(builder, data_files=files, cache_dir=cache_dir, **kwargs)
+    except datasets.exceptions.DatasetGenerationError as err:
+        raise HftkError(f"could not read {sorted(files.values())} as {builder}: {err.__cause__ or err}") from err
+
+
+def require_columns(dataset: datasets.Dataset, columns: Iterable[str | None], split: str) -> None:
+    """HftkError naming the missing columns and the ones that exist (for the --*-column flags)."""
+    missing = [c for c in columns if c is not None and c not in dataset.column_names]
+    if missing:
+        raise HftkError(
+            f"{split} data has no column(s) {', '.join(map(repr, missing))}; it has {dataset.column_names}. "
+            "Rename the columns or pass the right column names"
+        )
+
+
+def require_split(raw: datasets.DatasetDict, split: str, hint: str) -> datasets.Dataset:
+    if split not in raw:
+        raise HftkError(f"data has no {split!r} split (it has {list(raw)}); {hint}")
+    return raw[split]
+
+
+def require_fast_tokenizer(tokenizer: Any, task: str) -> None:
+    """Offsets and word ids only exist on fast (Rust) tokenizers."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise HftkError(
+            f"{task} needs a fast tokenizer (offset mappings / word ids), got {type(tokenizer).__name__}; "
+            "load it with AutoTokenizer.from_pretrained(..., use_fast=True) or save a tokenizer.json"
+        )
+
+
+def take(dataset: datasets.Dataset, max_samples: int | None) -> datasets.Dataset:
+    """The first `max_samples` rows (for quick runs and debugging)."""
+    if max_samples is None or max_samples >= len(dataset):
+        return dataset
+    return dataset.select(range(max_samples))
+
+
+def model_columns(tokenizer: Any, extra: Iterable[str]) -> list[str]:
+    """The input names this tokenizer produces (token_type_ids only if it has them) plus `extra`."""
+    return [*tokenizer.model_input_names, *extra]
+
+
+def keep_columns(dataset: datasets.Dataset, columns: Iterable[str]) -> datasets.Dataset:
+    return dataset.select_columns([c for c in columns if c in dataset.column_names])
