@@ -94,10 +94,14 @@ def _load_local(files: dict[str, str], cache_dir: str | None) -> datasets.Datase
         raise HftkError(f"local data files must share one format, got {sorted(files.values())}")
     builder, is_tsv = builders.pop()
     kwargs = {"delimiter": "\t"} if is_tsv else {}
-    try:
-        return datasets.load_dataset(builder, data_files=files, cache_dir=cache_dir, **kwargs)
-    except datasets.exceptions.DatasetGenerationError as err:
-        raise HftkError(f"could not read {sorted(files.values())} as {builder}: {err.__cause__ or err}") from err
+    # One split at a time: splits may differ in schema (a test file without labels, ids vs names).
+    splits = {}
+    for split, path in files.items():
+        try:
+            splits[split] = datasets.load_dataset(builder, data_files={split: path}, split=split, cache_dir=cache_dir, **kwargs)
+        except datasets.exceptions.DatasetGenerationError as err:
+            raise HftkError(f"could not read {split} file {path!r} as {builder}: {err.__cause__ or err}") from err
+    return datasets.DatasetDict(splits)
 
 
 def require_columns(dataset: datasets.Dataset, columns: Iterable[str | None], split: str) -> None:
