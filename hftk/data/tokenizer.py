@@ -65,9 +65,10 @@ def train_tokenizer(
     if vocab_size < minimum:
         raise HftkError(f"tokenizer.vocab_size={vocab_size} is too small for {kind}: use at least {minimum} (typically 8000-32000)")
 
-    tokenizer.train_from_iterator(_batches(texts, batch_size), trainer=trainer)
-    if tokenizer.get_vocab_size() <= minimum - 1 + (kind == "wordpiece"):
-        raise HftkError(f"the tokenizer learned no vocabulary: the training text is empty; add text to the corpus")
+    seen = [0]  # characters of training text, counted on the way through
+    tokenizer.train_from_iterator(_batches(texts, batch_size, seen), trainer=trainer)
+    if seen[0] == 0:
+        raise HftkError("cannot train a tokenizer: the training text is empty; add text to the corpus")
     if kind == "wordpiece":
         cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
         tokenizer.post_processor = processors.TemplateProcessing(
@@ -144,9 +145,10 @@ def _is_byte_level(backend: Tokenizer) -> bool:
     return isinstance(pre, pre_tokenizers.Sequence) and "ByteLevel" in str(backend.to_str())
 
 
-def _batches(texts: Iterable[str], size: int) -> Iterator[list[str]]:
+def _batches(texts: Iterable[str], size: int, seen: list[int]) -> Iterator[list[str]]:
     batch: list[str] = []
     for text in texts:
+        seen[0] += len(text.strip())
         batch.append(text)
         if len(batch) == size:
             yield batch
