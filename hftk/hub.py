@@ -21,7 +21,7 @@ from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, Offl
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from hftk.errors import HftkError
-from hftk.model_card import write_model_card
+from hftk.model_card import point_card_at_repo, write_model_card
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,11 @@ DEFAULT_COMMIT_MESSAGE = "Upload model trained with hftk"
 # Top-level folders with resume state (optimizer/scheduler/RNG) and training logs.
 CHECKPOINT_DIRS = ("checkpoints", "checkpoint-*")
 LOG_DIRS = ("runs", "logs", "wandb")
-# Pickle-based formats: loading one runs arbitrary code, so the Hub copy is safetensors only.
+# Pickle-based formats: loading one can run arbitrary code, so weights go up as safetensors only.
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+# Accelerate's `save_state` files that only exist pickled (optimizer, LR scheduler, sampler, AMP
+# scaler, RNG states): the one pickle kind uploaded, and only inside checkpoints when asked.
+RESUME_STATE_PREFIXES = ("optimizer", "scheduler", "sampler", "scaler", "random_states", "custom_checkpoint")
 LOGIN_HINT = "run `hf auth login` or set HF_TOKEN"
 
 
@@ -48,9 +51,11 @@ def select_upload_files(
 ) -> list[str]:
     """The exact files `push_folder` uploads, as sorted paths relative to `folder` (posix).
 
-    Always left out: pickles (`*.bin`, `*.pt`, ...), hidden entries (`.tmp*` partial writes,
-    `.git`, `.cache`) and `__pycache__`. Left out unless asked: `checkpoints/` and `checkpoint-*/`
-    (resume state), `runs/`, `logs/`, `wandb/` and TensorBoard event files.
+    Always left out: pickled weights and any other pickle (`*.bin`, `*.pt`, `*.pkl`, ...), hidden
+    entries (`.tmp*` partial writes, `.git`, `.cache`) and `__pycache__`. Left out unless asked:
+    `checkpoints/` and `checkpoint-*/` (resume state: with `include_checkpoints` their safetensors,
+    JSON and Accelerate's optimizer/scheduler/RNG pickles go up, pickled weights still do not),
+    `runs/`, `logs/`, `wandb/` and TensorBoard event files.
     """
     folder = Path(folder)
     selected = []
@@ -60,9 +65,13 @@ def select_upload_files(
         parts = path.relative_to(folder).parts
         if any(part.startswith(".") or part == "__pycache__" for part in parts):
             continue
-        if parts[-1].lower().endswith(PICKLE_SUFFIXES + (".pyc",)):
+        name = parts[-1].lower()
+        in_checkpoint = _is_checkpoint_path(parts)
+        if in_checkpoint and not include_checkpoints:
             continue
-        if _is_checkpoint_path(parts) and not include_checkpoints:
+        if name.endswith(".pyc"):
+            continue
+        if name.endswith(PICKLE_SUFFIXES) and not (in_checkpoint and name.startswith(RESUME_STATE_PREFIXES)):
             continue
         if _is_log_path(parts) and not include_logs:
             continue
@@ -123,6 +132,8 @@ def push_folder(
     if not (folder / "README.md").is_file():
         logger.info("No README.md in %s: writing a model card", folder)
         write_model_card(folder, repo_id=repo_id)
+    elif point_card_at_repo(folder, repo_id):
+        logger.info("Model card usage snippet now loads %s", repo_id)
     files = select_upload_files(folder, include_checkpoints=include_checkpoints, include_logs=include_logs)
 
     api = api or HfApi()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -143,19 +144,31 @@ def _is_hub_id(name: str) -> bool:
     return not Path(name).exists()
 
 
+_POSITION_NAMES = {
+    "learned": "learned absolute",
+    "absolute": "learned absolute",
+    "sinusoidal": "sinusoidal (fixed)",
+    "rope": "rotary (RoPE)",
+}
+_NORM_NAMES = {"layernorm": "LayerNorm", "rmsnorm": "RMSNorm"}
+
+
 def _positional_encoding(config: dict[str, Any]) -> str | None:
-    for key in ("position_embedding_type", "positional_encoding", "pos_encoding"):
-        if config.get(key):
-            return str(config[key])
-    if "rope_theta" in config or config.get("rope_parameters"):
-        return "rotary (RoPE)"
-    return None
+    kind = next((str(config[k]) for k in ("position_embedding_type", "positional_encoding") if config.get(k)), None)
+    if kind is None and ("rope_theta" in config or config.get("rope_parameters")):
+        kind = "rope"
+    if kind is None:
+        return None
+    base = config.get("rope_base") or config.get("rope_theta")
+    if kind == "rope" and base:
+        return f"rotary (RoPE, base {base:g})"
+    return _POSITION_NAMES.get(kind, kind)
 
 
 def _normalization(config: dict[str, Any]) -> str | None:
     for key in ("norm_type", "normalization", "layer_norm_type"):
         if config.get(key):
-            kind = str(config[key])
+            kind = _NORM_NAMES.get(str(config[key]).lower(), str(config[key]))
             break
     else:
         kind = "RMSNorm" if "rms_norm_eps" in config else "LayerNorm" if "layer_norm_eps" in config else None
@@ -232,11 +245,14 @@ def render_model_card(
     task: str | None = None,
     extra_tags: list[str] | None = None,
     repo_id: str | None = None,
+    model_name: str | None = None,
 ) -> str:
     """The README.md text (YAML metadata + markdown body) for a saved run folder.
 
-    `task` overrides the pipeline tag derived from `config.json`'s architectures; `repo_id` names the
-    model in the usage snippet and model-index (defaults to the folder name).
+    `task` overrides the pipeline tag derived from `config.json`'s architectures. `repo_id` is the
+    id in the usage snippet (default: the local folder; `push_folder` swaps in the repo id).
+    `model_name` titles the card and the model-index (default: repo name, else folder name; a
+    hidden staging folder such as `run/.final.tmp` counts as its parent `run`).
     """
     folder = Path(folder)
     config = _load_config(folder)
@@ -244,8 +260,9 @@ def render_model_card(
     pipeline_tag, auto_class = head_for(config.get("architectures"))
     pipeline_tag = task or pipeline_tag
     model_type = config.get("model_type")
-    model_name = repo_id.split("/")[-1] if repo_id else folder.resolve().name
-    model_id = repo_id or str(folder)
+    final_folder = folder.parent if folder.resolve().name.startswith(".") else folder
+    model_name = model_name or (repo_id.split("/")[-1] if repo_id else final_folder.resolve().name)
+    model_id = repo_id or str(final_folder)
     datasets = list(datasets or [])
     hub_datasets = [d for d in datasets if _is_hub_id(d)]
     hub_base_model = base_model if base_model and _is_hub_id(base_model) else None
@@ -320,15 +337,42 @@ def render_model_card(
 
 
 def write_model_card(folder: Path | str, **kwargs: Any) -> Path:
-    """Render the card and write `folder/README.md` atomically (temp file + os.replace).
-
-    A crash mid-write leaves the previous README intact, and the temp name starts with `.tmp`
-    so `hftk.hub.select_upload_files` never uploads a leftover.
-    """
+    """Render the card (same arguments as `render_model_card`) and write `folder/README.md` atomically."""
     folder = Path(folder)
-    text = render_model_card(folder, **kwargs)
     target = folder / "README.md"
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-README-", suffix=".md")
+    _write_atomic(target, render_model_card(folder, **kwargs))
+    return target
+
+
+_MODEL_ID_LINE = re.compile(r'^model_id = "[^"\n]*"$', flags=re.M)
+
+
+def point_card_at_repo(folder: Path | str, repo_id: str) -> bool:
+    """Make an hftk-generated card's usage snippet load `repo_id`; True if README.md changed.
+
+    Cards written at the end of training only know the local folder. Only the snippet's
+    `model_id = "..."` line is replaced, and only in a card tagged `hftk`; anything else a person
+    wrote is left as is.
+    """
+    path = Path(folder) / "README.md"
+    text = path.read_text(encoding="utf-8")
+    try:
+        tags = ModelCard(text, ignore_metadata_errors=True).data.tags or []
+    except ValueError:
+        return False
+    new_text = _MODEL_ID_LINE.sub(f'model_id = "{repo_id}"', text) if "hftk" in tags else text
+    if new_text == text:
+        return False
+    _write_atomic(path, new_text)
+    return True
+
+
+def _write_atomic(target: Path, text: str) -> None:
+    """Write via a temp file + os.replace: a crash mid-write leaves the previous file intact.
+
+    The temp name starts with `.tmp` so `hftk.hub.select_upload_files` never uploads a leftover.
+    """
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-README-", suffix=".md")
     try:
         with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
             f.write(text)
@@ -339,4 +383,3 @@ def write_model_card(folder: Path | str, **kwargs: Any) -> Path:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return target

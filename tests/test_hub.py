@@ -26,6 +26,7 @@ from safetensors.torch import save_file
 
 from hftk.errors import HftkError
 from hftk.hub import push_folder, select_upload_files
+from hftk.model_card import write_model_card
 
 TOKEN = "hf_secretTESTtoken0123456789abcdef"
 REPO_RE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/(?P<op>branch|preupload|commit)/(?P<rev>[^/]+)$")
@@ -189,13 +190,22 @@ UPLOADED = [
     "utils_hftk/attention.py",
     "vocab.txt",
 ]
-CHECKPOINT_FILES = ["checkpoints/step-10/model.safetensors", "checkpoints/step-10/trainer_state.json"]
-CHECKPOINT_PICKLES = ["checkpoints/step-10/optimizer.bin", "checkpoints/step-10/random_states_0.pkl"]
+# An Accelerate `save_state` checkpoint: uploaded whole with include_checkpoints (resume state)
+CHECKPOINT_FILES = [
+    "checkpoints/step-10/model.safetensors",
+    "checkpoints/step-10/optimizer.bin",
+    "checkpoints/step-10/random_states_0.pkl",
+    "checkpoints/step-10/scheduler.bin",
+    "checkpoints/step-10/trainer_state.json",
+]
 LOG_FILES = ["runs/events.out.tfevents.1700000000.host", "logs/train.log"]
 NEVER = [
     "pytorch_model.bin",
     "training_args.pt",
     "state.pkl",
+    "optimizer.bin",  # resume state outside a checkpoint folder is not resume state
+    "checkpoints/step-10/pytorch_model.bin",  # pickled weights, even when checkpoints are included
+    "checkpoints/.tmp-step-20/optimizer.bin",  # a checkpoint that never finished writing
     ".tmp-save-123/model.safetensors",
     ".tmp-README-abc.md",
     "__pycache__/modeling_hftk_bert.cpython-311.pyc",
@@ -214,7 +224,7 @@ def make_run(tmp_path: Path, *, readme: bool = False) -> Path:
         "vocab_size": 10,
         "auto_map": {"AutoModelForMaskedLM": "modeling_hftk_bert.HftkBertForMaskedLM"},
     }
-    for name in UPLOADED + CHECKPOINT_FILES + CHECKPOINT_PICKLES + LOG_FILES + NEVER:
+    for name in UPLOADED + CHECKPOINT_FILES + LOG_FILES + NEVER:
         path = folder / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(f"content of {name}\n")
@@ -303,7 +313,17 @@ def test_push_defaults_public_main_and_keeps_an_existing_card(tmp_path, hub):
     assert sorted(files) == sorted(UPLOADED + ["README.md"])
 
 
-def test_push_with_checkpoints_and_logs_still_never_sends_pickles(tmp_path, hub):
+def test_push_points_a_generated_card_at_the_repo(tmp_path, hub):
+    folder = make_run(tmp_path)
+    write_model_card(folder)  # as written at the end of training: loads from the local folder
+    push_folder(folder, "alice/tiny-bert", api=HfApi(endpoint=hub.url, token=TOKEN))
+    _, files = commit_lines(hub.find("commit")[0])
+    assert b'model_id = "alice/tiny-bert"' in files["README.md"]
+    assert str(folder).encode() not in files["README.md"]
+    assert files["README.md"] == (folder / "README.md").read_bytes()
+
+
+def test_push_with_checkpoints_and_logs_still_never_sends_pickled_weights(tmp_path, hub):
     folder = make_run(tmp_path, readme=True)
     push_folder(
         folder, "alice/tiny-bert", include_checkpoints=True, include_logs=True, api=HfApi(endpoint=hub.url, token=TOKEN)

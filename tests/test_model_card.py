@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
 from hftk.errors import HftkError
-from hftk.model_card import render_model_card, write_model_card
+from hftk.model_card import point_card_at_repo, render_model_card, write_model_card
 
 CONFIG = {
     "model_type": "hftk_bert",
@@ -23,8 +23,9 @@ CONFIG = {
     "intermediate_size": 64,
     "vocab_size": 100,
     "max_position_embeddings": 64,
-    "position_embedding_type": "absolute",
-    "layer_norm_eps": 1e-12,
+    "position_embedding_type": "learned",
+    "norm_type": "layernorm",
+    "pre_norm": False,
     "auto_map": {
         "AutoConfig": "configuration_hftk_bert.HftkBertConfig",
         "AutoModelForMaskedLM": "modeling_hftk_bert.HftkBertForMaskedLM",
@@ -114,8 +115,8 @@ def test_body_describes_architecture_parameters_recipe_results_and_loss(tmp_path
     assert "| Layers | 2 |" in text
     assert "| Hidden size | 32 |" in text
     assert "| Attention heads | 2 |" in text
-    assert "| Positional encoding | absolute |" in text
-    assert "| Normalization | LayerNorm |" in text
+    assert "| Positional encoding | learned absolute |" in text
+    assert "| Normalization | LayerNorm (post-norm) |" in text
     assert "| Vocabulary size | 100 |" in text
     # Parameter count from the safetensors header: independent sum of numel over the saved tensors.
     n = sum(t.numel() for t in tensors().values())
@@ -128,6 +129,50 @@ def test_body_describes_architecture_parameters_recipe_results_and_loss(tmp_path
         assert f"| {key} | {value:.4f} |" in text
     assert "| eval_runtime | 3.2500 |" in text  # every metric is in the table, even bookkeeping ones
     assert "![loss](loss.png)" in text
+
+
+def test_decoder_config_vocabulary(tmp_path):
+    config = {
+        **CONFIG,
+        "model_type": "hftk_gpt",
+        "architectures": ["HftkGptForCausalLM"],
+        "position_embedding_type": "rope",
+        "rope_base": 10000.0,
+        "norm_type": "rmsnorm",
+        "pre_norm": True,
+    }
+    text = render_model_card(make_run(tmp_path, config=config))
+    assert "| Positional encoding | rotary (RoPE, base 10000) |" in text
+    assert "| Normalization | RMSNorm (pre-norm) |" in text
+    assert front_matter(text)["tags"] == ["hftk", "hftk_gpt", "custom_code"]
+
+
+def test_card_written_in_a_staging_folder_is_named_after_the_run(tmp_path):
+    run = make_run(tmp_path)
+    staging = run / ".final.tmp"
+    staging.mkdir()
+    for name in ("config.json", "model.safetensors", "metrics.json"):
+        (staging / name).write_bytes((run / name).read_bytes())
+    text = write_model_card(staging).read_text()
+    assert text.split("---\n", 2)[2].lstrip().startswith("# run\n")
+    assert front_matter(text)["model-index"][0]["name"] == "run"
+    assert f'model_id = "{run}"' in text and ".final.tmp" not in text
+
+
+def test_point_card_at_repo_rewrites_only_the_generated_snippet(tmp_path):
+    folder = make_run(tmp_path)
+    write_model_card(folder)
+    before = (folder / "README.md").read_text()
+    assert f'model_id = "{folder}"' in before
+    assert point_card_at_repo(folder, "alice/tiny-bert")
+    after = (folder / "README.md").read_text()
+    assert after == before.replace(f'model_id = "{folder}"', 'model_id = "alice/tiny-bert"')
+    assert not point_card_at_repo(folder, "alice/tiny-bert")  # already pointing there
+
+    handwritten = '---\nlicense: mit\n---\n# Mine\n\n```python\nmodel_id = "keep/me"\n```\n'
+    (folder / "README.md").write_text(handwritten)
+    assert not point_card_at_repo(folder, "alice/tiny-bert")
+    assert (folder / "README.md").read_text() == handwritten
 
 
 def test_sharded_weights_are_all_counted(tmp_path):
