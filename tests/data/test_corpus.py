@@ -170,3 +170,24 @@ def test_bad_arguments(tmp_path):
     for percentage in (0, 100, -5):
         with pytest.raises(HftkError, match=r"validation_split_percentage must be in \(0, 100\)"):
             load_text_corpus(path, validation_split_percentage=percentage)
+
+
+def test_dataset_name_path_uses_its_splits_or_holds_out(tmp_path):
+    # `load_dataset` also takes a local folder as the name: the Hub code path, tested offline.
+    repo = tmp_path / "repo"
+    write(repo / "train.jsonl", "".join(json.dumps({"content": t}) + "\n" for t in ["a one", "", "a two", "a three"]))
+    write(repo / "validation.jsonl", json.dumps({"content": "v one"}) + "\n")
+    corpus = load_text_corpus(dataset_name=str(repo), text_column="content", cache_dir=str(tmp_path / "c"))
+    assert corpus["train"]["text"][:] == ["a one", "a two", "a three"]
+    assert corpus["validation"]["text"][:] == ["v one"]
+    (repo / "validation.jsonl").unlink()
+    held = load_text_corpus(dataset_name=str(repo), text_column="content", validation_split_percentage=30, cache_dir=str(tmp_path / "c2"))
+    assert_split_of(held, ["a one", "a two", "a three"])
+    with pytest.raises(HftkError, match=r"has no column 'text' \(columns: content\)"):
+        load_text_corpus(dataset_name=str(repo), cache_dir=str(tmp_path / "c3"))
+
+
+def test_unreachable_hub_dataset_is_a_clear_error(tmp_path):
+    # conftest sets HF_HUB_OFFLINE=1, so this fails fast without network, as it would for a typo online.
+    with pytest.raises(HftkError, match=r"could not load Hub dataset 'nobody/no-such-corpus'.*check the name/config and your network"):
+        load_text_corpus(dataset_name="nobody/no-such-corpus", cache_dir=str(tmp_path))
