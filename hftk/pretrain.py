@@ -1,0 +1,249 @@
+"""`hftk pretrain`: corpus → tokenizer → packed blocks → hftk model → Accelerate loop → model folder.
+
+The output folder loads with `AutoModelForMaskedLM` / `AutoModelForCausalLM` and
+`AutoTokenizer` (and with `trust_remote_code=True` where hftk is not installed). Its
+`metrics.json` is written last: a folder without it is not a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import datasets
+import torch
+from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate.utils import set_seed
+from torch.utils.data import DataLoader
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedModel
+
+from hftk.data.corpus import load_text_corpus
+from hftk.data.masking import mask_tokens
+from hftk.data.packing import tokenize_and_pack
+from hftk.data.tokenizer import continuation_mask, load_tokenizer, train_tokenizer
+from hftk.errors import HftkError
+from hftk.models import MODEL_TYPES
+from hftk.recipe import PretrainRecipe, dump_recipe
+from hftk.run_outputs import finish_run, prepare_output_dir, write_model_folder
+from hftk.training.loop import TrainingHooks, train
+
+MASK_SEED_STRIDE = 1_000_003
+
+
+def build_tokenizer(recipe: PretrainRecipe, corpus: datasets.DatasetDict, resume_from: Path | None):
+    """Reuse the recipe's tokenizer, the one saved with the checkpoint being resumed, or train one."""
+    if resume_from is not None:
+        return load_tokenizer(str(resume_from / "model"))
+    if recipe.tokenizer.name_or_path:
+        return load_tokenizer(recipe.tokenizer.name_or_path)
+    return train_tokenizer(
+        corpus["train"]["text"],
+        kind=recipe.tokenizer.kind,
+        vocab_size=recipe.tokenizer.vocab_size,
+        min_frequency=recipe.tokenizer.min_frequency,
+        model_max_length=recipe.data.max_seq_length,
+    )
+
+
+def build_model(recipe: PretrainRecipe, tokenizer) -> PreTrainedModel:
+    auto_class = AutoModelForMaskedLM if recipe.objective == "mlm" else AutoModelForCausalLM
+    if recipe.model.name_or_path:
+        model = auto_class.from_pretrained(recipe.model.name_or_path, attn_implementation=recipe.model.attn_implementation)
+        if model.config.vocab_size < len(tokenizer):
+            raise HftkError(
+                f"tokenizer has {len(tokenizer)} tokens but model {recipe.model.name_or_path} only {model.config.vocab_size}: "
+                "use the model's own tokenizer (tokenizer.name_or_path)"
+            )
+        return model
+    fields = dict(recipe.model.config)
+    fields.setdefault("max_position_embeddings", max(recipe.data.max_seq_length, 128))
+    fields.update(
+        vocab_size=len(tokenizer),
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id if recipe.objective == "clm" else None,
+        eos_token_id=tokenizer.eos_token_id if recipe.objective == "clm" else None,
+    )
+    config = MODEL_TYPES[recipe.model.type](**fields)
+    return auto_class.from_config(config, attn_implementation=recipe.model.attn_implementation)
+
+
+def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
+    """Run a pretraining recipe; return the output folder."""
+    training, data = recipe.training, recipe.data
+    output_dir = Path(recipe.output.output_dir)
+    if training.num_threads:
+        torch.set_num_threads(training.num_threads)
+    accelerator = Accelerator(
+        mixed_precision=training.mixed_precision,
+        log_with=training.report_to or None,
+        project_dir=str(output_dir),
+        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
+    )
+    resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
+    set_seed(training.seed)
+
+    with accelerator.main_process_first():
+        corpus = load_text_corpus(
+            data.train_files or None,
+            dataset_name=data.dataset_name,
+            dataset_config=data.dataset_config,
+            text_column=data.text_column,
+            validation_files=data.validation_files or None,
+            validation_split_percentage=data.validation_split_percentage,
+            seed=training.seed,
+        )
+        tokenizer = build_tokenizer(recipe, corpus, resume_from)
+        packed = {
+            split: tokenize_and_pack(
+                corpus[split],
+                tokenizer,
+                data.max_seq_length,
+                add_special_tokens=recipe.objective == "mlm",
+                num_proc=data.preprocessing_num_workers,
+                desc=split,
+            ).with_format("torch")
+            for split in ("train", "validation")
+        }
+    model = build_model(recipe, tokenizer)
+    accelerator.print(
+        f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f} M parameters, "
+        f"{len(packed['train'])} training blocks of {data.max_seq_length} tokens"
+    )
+
+    train_loader = DataLoader(packed["train"], batch_size=training.per_device_train_batch_size, shuffle=True, drop_last=True)
+    eval_loader = DataLoader(packed["validation"], batch_size=training.per_device_eval_batch_size)
+    if len(train_loader) == 0:
+        raise HftkError(
+            f"only {len(packed['train'])} training blocks, fewer than one batch of "
+            f"{training.per_device_train_batch_size}: lower training.per_device_train_batch_size or add text"
+        )
+    eval_loader = accelerator.prepare(eval_loader)
+
+    objective = MaskedLanguageModelling(recipe, tokenizer, accelerator) if recipe.objective == "mlm" else CausalLanguageModelling()
+
+    def evaluate(model) -> dict[str, float]:
+        model.eval()
+        total_loss, total_targets = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
+        with torch.no_grad():
+            for index, batch in enumerate(eval_loader):
+                if training.max_eval_batches and index >= training.max_eval_batches:
+                    break
+                batch = objective.prepare(batch, index, evaluation=True)
+                targets = objective.count_targets(batch)
+                loss = model(**batch).loss
+                total_loss += loss.float() * targets
+                total_targets += targets
+        total_loss, total_targets = accelerator.reduce(total_loss, "sum"), accelerator.reduce(total_targets, "sum")
+        loss = (total_loss / total_targets.clamp(min=1)).item()
+        return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
+
+    def save_model(model, folder: Path) -> None:
+        write_model_folder(model, tokenizer, folder)
+
+    hooks = TrainingHooks(
+        save_model=save_model,
+        prepare_batch=lambda batch, index: objective.prepare(batch, index),
+        count_targets=objective.count_targets,
+        count_tokens=lambda batch: int(batch["input_ids"].numel()),
+        evaluate=evaluate,
+        tokens_per_step=training.per_device_train_batch_size
+        * training.gradient_accumulation_steps
+        * accelerator.num_processes
+        * data.max_seq_length,
+    )
+    accelerator.init_trackers("logs", config=flat_config(recipe))
+    started = time.perf_counter()
+    model, state = train(accelerator, model, train_loader, training, output_dir, hooks, resume=resume_from is not None)
+    wall = time.perf_counter() - started
+    accelerator.end_training()
+
+    final_eval = next((r for r in reversed(state.log_history) if "eval_loss" in r), {})
+    metrics = {
+        "eval_loss": final_eval.get("eval_loss"),
+        "perplexity": final_eval.get("perplexity"),
+        "train_loss": next((r["loss"] for r in reversed(state.log_history) if "loss" in r), None),
+        "train_steps": state.step,
+        "tokens_seen": state.tokens_seen,
+        "tokens_per_second": state.tokens_seen / max(state.elapsed_seconds, 1e-9),
+        "train_runtime_seconds": state.elapsed_seconds,
+        "wall_time_seconds": wall,
+        "num_parameters": accelerator.unwrap_model(model).num_parameters(),
+    }
+    if accelerator.is_main_process:
+        finish_run(
+            output_dir,
+            model=accelerator.unwrap_model(model),
+            tokenizer=tokenizer,
+            recipe_yaml=dump_recipe(recipe),
+            metrics=metrics,
+            log_history=state.log_history,
+        )
+    accelerator.wait_for_everyone()
+    return output_dir
+
+
+class MaskedLanguageModelling:
+    """Dynamic masking per batch, reproducible: the generator is re-seeded from (seed, batch, rank)."""
+
+    def __init__(self, recipe: PretrainRecipe, tokenizer, accelerator: Accelerator) -> None:
+        self.probability = recipe.data.mlm_probability
+        self.seed = recipe.training.seed
+        self.rank = accelerator.process_index
+        self.mask_token_id = tokenizer.mask_token_id
+        self.vocab_size = len(tokenizer)
+        self.special_token_ids = tokenizer.all_special_ids
+        self.continuation = continuation_mask(tokenizer) if recipe.data.whole_word_mask else None
+        self.generator = torch.Generator()
+        if self.mask_token_id is None:
+            raise HftkError("the tokenizer has no mask token: MLM needs one (use a WordPiece tokenizer)")
+
+    def prepare(self, batch: dict, index: int, evaluation: bool = False) -> dict:
+        stream = 1 if evaluation else 0  # evaluation masks are fixed, so eval losses compare across steps
+        self.generator.manual_seed(((self.seed * 2 + stream) * MASK_SEED_STRIDE + index) * 64 + self.rank)
+        input_ids = batch["input_ids"]
+        masked, labels = mask_tokens(
+            input_ids.cpu(),
+            probability=self.probability,
+            mask_token_id=self.mask_token_id,
+            vocab_size=self.vocab_size,
+            special_token_ids=self.special_token_ids,
+            generator=self.generator,
+            continuation=self.continuation,
+        )
+        return {"input_ids": masked.to(input_ids.device), "labels": labels.to(input_ids.device)}
+
+    @staticmethod
+    def count_targets(batch: dict) -> int:
+        return int((batch["labels"] != -100).sum())
+
+
+class CausalLanguageModelling:
+    """Labels are the inputs; the model shifts them, so each block has length-1 targets."""
+
+    @staticmethod
+    def prepare(batch: dict, index: int, evaluation: bool = False) -> dict:
+        return {"input_ids": batch["input_ids"], "labels": batch["input_ids"]}
+
+    @staticmethod
+    def count_targets(batch: dict) -> int:
+        labels = batch["labels"]
+        return int(labels.shape[0] * (labels.shape[1] - 1))
+
+
+def flat_config(recipe) -> dict:
+    """Recipe as flat scalar key/values, as TensorBoard's hparams want them."""
+    flat: dict = {}
+
+    def walk(prefix: str, value) -> None:
+        if isinstance(value, dict):
+            for key, child in value.items():
+                walk(f"{prefix}.{key}" if prefix else key, child)
+        elif isinstance(value, (int, float, str, bool)):
+            flat[prefix] = value
+        else:
+            flat[prefix] = json.dumps(value)
+
+    walk("", recipe.model_dump(mode="json"))
+    return flat

@@ -1,0 +1,308 @@
+"""Recipes: YAML files validated into typed objects, with `--set a.b=c` overrides.
+
+A typo'd key, a wrong type or an impossible value fails on load with one line that names
+the key, before any data is read or any folder is written.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from transformers import SchedulerType
+
+from hftk.errors import HftkError
+from hftk.models import MODEL_TYPES
+
+RECIPES_DIR = Path(__file__).parent / "recipes"
+
+
+class Section(BaseModel):
+    """Unknown keys are errors: a misspelt option must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class ModelSection(Section):
+    type: Literal["hftk_bert", "hftk_gpt"] | None = None
+    name_or_path: str | None = Field(None, description="start from these weights (folder or Hub id)")
+    config: dict[str, Any] = Field(default_factory=dict, description="fields of the model config class")
+    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+
+
+class TokenizerSection(Section):
+    name_or_path: str | None = Field(None, description="reuse this tokenizer instead of training one")
+    kind: Literal["wordpiece", "bpe"] | None = Field(None, description="default: wordpiece for mlm, bpe for clm")
+    vocab_size: int = Field(8192, ge=64)
+    min_frequency: int = Field(2, ge=1)
+
+
+class PretrainDataSection(Section):
+    train_files: list[str] = Field(default_factory=list, description="text/jsonl/csv/parquet files or folders")
+    dataset_name: str | None = None
+    dataset_config: str | None = None
+    validation_files: list[str] = Field(default_factory=list)
+    validation_split_percentage: float = Field(5.0, gt=0, lt=50)
+    text_column: str = "text"
+    max_seq_length: int = Field(128, ge=8)
+    mlm_probability: float = Field(0.15, gt=0, lt=1)
+    whole_word_mask: bool = False
+    preprocessing_num_workers: int | None = Field(None, ge=1)
+
+    _lists = field_validator("train_files", "validation_files", mode="before")(_as_list)
+
+
+class TrainingSection(Section):
+    seed: int = 42
+    per_device_train_batch_size: int = Field(32, ge=1)
+    per_device_eval_batch_size: int = Field(64, ge=1)
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    learning_rate: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    adam_beta1: float = Field(0.9, ge=0, lt=1)
+    adam_beta2: float = Field(0.98, ge=0, lt=1)
+    adam_epsilon: float = Field(1e-6, gt=0)
+    lr_scheduler_type: str = "linear"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    warmup_steps: int | None = Field(None, ge=0)
+    max_grad_norm: float | None = Field(0.5, gt=0)
+    max_steps: int | None = Field(None, ge=1)
+    num_train_epochs: float | None = Field(None, gt=0)
+    max_tokens: int | None = Field(None, ge=1)
+    max_time_minutes: float | None = Field(None, gt=0)
+    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    eval_steps: int | None = Field(200, ge=1)
+    max_eval_batches: int | None = Field(None, ge=1)
+    logging_steps: int = Field(10, ge=1)
+    save_steps: int | None = Field(500, ge=1)
+    save_total_limit: int = Field(2, ge=1)
+    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
+    num_threads: int | None = Field(None, ge=1)
+    early_stopping_patience: int | None = Field(None, ge=1)
+    metric_for_best_model: str | None = None
+    greater_is_better: bool | None = None
+
+    _lists = field_validator("report_to", mode="before")(_as_list)
+
+    @field_validator("lr_scheduler_type")
+    @classmethod
+    def _known_schedule(cls, value: str) -> str:
+        names = [s.value for s in SchedulerType]
+        if value not in names:
+            raise ValueError(f"unknown schedule {value!r}; use one of {', '.join(names)}")
+        return value
+
+    @model_validator(mode="after")
+    def _has_budget(self) -> TrainingSection:
+        if not any((self.max_steps, self.num_train_epochs, self.max_tokens, self.max_time_minutes)):
+            self.num_train_epochs = 1.0
+        return self
+
+
+class OutputSection(Section):
+    output_dir: str = "runs/pretrain"
+    overwrite: bool = False
+    push_to_hub: bool = False
+    hub_model_id: str | None = None
+    hub_private: bool = False
+
+
+class PretrainRecipe(Section):
+    """`hftk pretrain`: objective, model, tokenizer, data, training and output."""
+
+    objective: Literal["mlm", "clm"] = "mlm"
+    model: ModelSection = Field(default_factory=ModelSection)
+    tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
+    data: PretrainDataSection = Field(default_factory=PretrainDataSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
+    output: OutputSection = Field(default_factory=OutputSection)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> PretrainRecipe:
+        expected = "hftk_bert" if self.objective == "mlm" else "hftk_gpt"
+        if self.model.type is None:
+            self.model.type = expected
+        elif self.model.type != expected:
+            raise ValueError(f"model.type {self.model.type} does not fit objective {self.objective} (use {expected})")
+        if self.tokenizer.kind is None:
+            self.tokenizer.kind = "wordpiece" if self.objective == "mlm" else "bpe"
+        config_fields = {field.name: field for field in dataclasses.fields(MODEL_TYPES[self.model.type])}
+        unknown = sorted(set(self.model.config) - set(config_fields))
+        if unknown:
+            raise ValueError(f"unknown key(s) model.config.{', model.config.'.join(unknown)} for {self.model.type}")
+        positions = self.model.config.get("max_position_embeddings")
+        if positions is None and self.model.name_or_path is None:
+            positions = config_fields["max_position_embeddings"].default
+        if positions is not None and self.data.max_seq_length > positions:
+            raise ValueError(
+                f"data.max_seq_length ({self.data.max_seq_length}) exceeds model.config.max_position_embeddings "
+                f"({positions}); lower the first or raise the second"
+            )
+        return self
+
+
+class FinetuneDataSection(Section):
+    dataset_name: str | None = None
+    dataset_config: str | None = None
+    train_file: str | None = None
+    validation_file: str | None = None
+    test_file: str | None = None
+    glue_task: str | None = None
+    text_column: str | None = None
+    text_pair_column: str | None = None
+    label_column: str = "label"
+    tokens_column: str = "tokens"
+    tags_column: str = "ner_tags"
+    label_all_tokens: bool = False
+    prompt_column: str = "document"
+    target_column: str = "summary"
+    prompt_template: str = "{prompt}\nTL;DR: "
+    max_seq_length: int = Field(128, ge=8)
+    doc_stride: int = Field(32, ge=1)
+    version_2_with_negative: bool = False
+    n_best_size: int = Field(20, ge=1)
+    max_answer_length: int = Field(30, ge=1)
+    null_score_diff_threshold: float = 0.0
+    max_train_samples: int | None = Field(None, ge=1)
+    max_eval_samples: int | None = Field(None, ge=1)
+
+
+class LoraSection(Section):
+    r: int = Field(0, ge=0, description="rank; 0 disables LoRA")
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] | None = None
+    merge: bool = False
+
+    _lists = field_validator("target_modules", mode="before")(_as_list)
+
+
+class GenerationSection(Section):
+    max_new_tokens: int = Field(32, ge=1)
+    num_beams: int = Field(1, ge=1)
+    do_sample: bool = False
+    temperature: float = Field(1.0, gt=0)
+    top_p: float = Field(1.0, gt=0, le=1)
+    max_eval_generations: int | None = Field(None, ge=1)
+
+
+class FinetuneRecipe(Section):
+    """`hftk finetune TASK`: a model to start from, task data, training, LoRA and output."""
+
+    task: Literal["glue", "classification", "qa", "ner", "generation"]
+    model: ModelSection = Field(default_factory=ModelSection)
+    data: FinetuneDataSection = Field(default_factory=FinetuneDataSection)
+    training: TrainingSection = Field(
+        default_factory=lambda: TrainingSection(learning_rate=5e-5, warmup_ratio=0.1, max_grad_norm=1.0, num_train_epochs=3)
+    )
+    lora: LoraSection = Field(default_factory=LoraSection)
+    generation: GenerationSection = Field(default_factory=GenerationSection)
+    output: OutputSection = Field(default_factory=lambda: OutputSection(output_dir="runs/finetune"))
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading, overrides, error messages
+# ---------------------------------------------------------------------------------------------
+
+
+def recipe_paths() -> dict[str, Path]:
+    """Shipped recipes by name (file stem)."""
+    return {path.stem: path for path in sorted(RECIPES_DIR.glob("*.yaml"))}
+
+
+def resolve_recipe_path(name_or_path: str | Path) -> Path:
+    path = Path(name_or_path)
+    if path.is_file():
+        return path
+    shipped = recipe_paths()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    raise HftkError(
+        f"recipe {name_or_path} not found: give a YAML file path or one of {', '.join(shipped)} (see `hftk recipes list`)"
+    )
+
+
+def read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise HftkError(f"{path}{where}: YAML syntax error ({problem}); fix the file") from None
+    except UnicodeDecodeError:
+        raise HftkError(f"{path} is not UTF-8 text; save the recipe as UTF-8 YAML") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise HftkError(f"{path}: a recipe must be a YAML mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply `a.b.c=value` overrides; values are parsed as YAML (numbers, booleans, lists)."""
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip():
+            raise HftkError(f"--set {item!r}: expected KEY=VALUE, e.g. --set training.learning_rate=3e-4")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            value = raw
+        node = data
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise HftkError(f"--set {key}: {part} is not a section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def format_validation_error(error: ValidationError, source: str) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if not key:
+        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
+    if first["type"] == "extra_forbidden":
+        return f"{source}: unknown recipe key {key}; check the spelling (`hftk recipes show` lists a full recipe)"
+    message = first["msg"].removeprefix("Value error, ")
+    value = first.get("input")
+    shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
+    return f"{source}: recipe key {key}: {message}{shown}"
+
+
+def validate(recipe_class: type[Section], data: dict[str, Any], source: str) -> Section:
+    try:
+        return recipe_class.model_validate(data)
+    except ValidationError as error:
+        raise HftkError(format_validation_error(error, source)) from None
+
+
+def load_recipe(
+    recipe_class: type[Section],
+    name_or_path: str | Path | None = None,
+    overrides: list[str] | None = None,
+    base: dict[str, Any] | None = None,
+) -> Section:
+    """Read a recipe (file or shipped name), apply overrides, validate."""
+    data: dict[str, Any] = dict(base or {})
+    source = "recipe"
+    if name_or_path is not None:
+        path = resolve_recipe_path(name_or_path)
+        data = read_yaml(path)
+        source = str(path)
+    apply_overrides(data, overrides or [])
+    return validate(recipe_class, data, source)
+
+
+def dump_recipe(recipe: Section) -> str:
+    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,81 @@
+"""The run folder: refusing to clobber finished runs, and writing the final artifacts last.
+
+A finished run folder holds the model (safetensors, config with `auto_map`, code files),
+the tokenizer, `recipe.yaml`, `loss.png`, the model card `README.md`, `log_history.json`
+and, moved into place last, `metrics.json`: a folder without it is not a finished run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from accelerate import Accelerator
+
+from hftk.errors import HftkError
+from hftk.model_card import write_model_card
+from hftk.training.checkpoint import latest_checkpoint, write_json_atomic
+from hftk.training.plots import plot_loss_curve
+
+FINISHED_MARKER = "metrics.json"
+
+
+def prepare_output_dir(output_dir: Path, *, overwrite: bool, resume: bool, accelerator: Accelerator) -> Path | None:
+    """Check the folder suits the run; return the checkpoint to resume from (or None)."""
+    finished = (output_dir / FINISHED_MARKER).is_file()
+    checkpoint = latest_checkpoint(output_dir)
+    if resume:
+        if finished:
+            raise HftkError(f"{output_dir} holds a finished run, nothing to resume; use --overwrite to train again")
+        if checkpoint is None:
+            raise HftkError(f"nothing to resume in {output_dir}: no complete checkpoint; run without --resume")
+        return checkpoint
+    if finished and not overwrite:
+        raise HftkError(f"{output_dir} already holds a finished run; pass --overwrite or choose another --output-dir")
+    if checkpoint is not None and not overwrite:
+        raise HftkError(f"{output_dir} holds an interrupted run; pass --resume to continue it or --overwrite to start over")
+    if accelerator.is_main_process:
+        if overwrite and output_dir.exists():
+            shutil.rmtree(output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    return None
+
+
+def write_model_folder(model, tokenizer, folder: Path) -> None:
+    """Weights (safetensors), config with auto_map, code files and the tokenizer: a loadable folder."""
+    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper: save the real module's names
+    model.save_pretrained(folder)
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+
+
+def finish_run(
+    output_dir: Path,
+    *,
+    model,
+    tokenizer,
+    recipe_yaml: str,
+    metrics: dict[str, Any],
+    log_history: list[dict],
+    card: dict[str, Any] | None = None,
+    extra_files: dict[str, str] | None = None,
+) -> None:
+    """Write the final artifacts into a staging folder, then move them in with metrics.json last."""
+    staging = output_dir / ".final.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    write_model_folder(model, tokenizer, staging)
+    (staging / "recipe.yaml").write_text(recipe_yaml)
+    (staging / "log_history.json").write_text(json.dumps(log_history, indent=2) + "\n")
+    for name, text in (extra_files or {}).items():
+        (staging / name).write_text(text)
+    plot_loss_curve(log_history, staging / "loss.png", title=output_dir.name)
+    write_json_atomic(staging / FINISHED_MARKER, metrics)
+    write_model_card(staging, **(card or {}))
+    (output_dir / FINISHED_MARKER).unlink(missing_ok=True)
+    for path in sorted(staging.iterdir(), key=lambda p: p.name == FINISHED_MARKER):
+        os.replace(path, output_dir / path.name)
+    staging.rmdir()

@@ -1,0 +1,88 @@
+"""Atomic checkpoints: write into a temporary folder, then rename.
+
+A checkpoint folder named `step-N` is complete by construction (rename is atomic on POSIX),
+so a run killed at any moment leaves only complete checkpoints plus, at worst, a
+`.tmp-step-N` folder that resuming ignores and removes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+STATE_FILE = "trainer_state.json"
+CHECKPOINT_PATTERN = re.compile(r"^step-(\d+)$")
+
+
+@dataclass
+class TrainState:
+    """Where training stands: saved beside the Accelerate state in every checkpoint."""
+
+    step: int = 0
+    epoch: int = 0
+    batches_in_epoch: int = 0
+    tokens_seen: int = 0
+    elapsed_seconds: float = 0.0
+    best_metric: float | None = None
+    best_step: int | None = None
+    evals_without_improvement: int = 0
+    log_history: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, folder: Path) -> TrainState:
+        return cls(**json.loads((folder / STATE_FILE).read_text()))
+
+    def save(self, folder: Path) -> None:
+        write_json_atomic(folder / STATE_FILE, asdict(self))
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def checkpoints_dir(output_dir: Path) -> Path:
+    return output_dir / "checkpoints"
+
+
+def list_checkpoints(output_dir: Path) -> list[Path]:
+    """Complete checkpoints, oldest first."""
+    folder = checkpoints_dir(output_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if (m := CHECKPOINT_PATTERN.match(p.name))]
+    return [p for _, p in sorted(found) if (p / STATE_FILE).is_file()]
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    checkpoints = list_checkpoints(output_dir)
+    return checkpoints[-1] if checkpoints else None
+
+
+def temporary_checkpoint(output_dir: Path, step: int) -> Path:
+    tmp = checkpoints_dir(output_dir) / f".tmp-step-{step}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def publish_checkpoint(tmp: Path, step: int, keep: int) -> Path:
+    """Rename the finished temporary folder into place, then drop all but the newest `keep`."""
+    final = tmp.parent / f"step-{step}"
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    for old in list_checkpoints(tmp.parent.parent)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def remove_partial_checkpoints(output_dir: Path) -> None:
+    folder = checkpoints_dir(output_dir)
+    if folder.is_dir():
+        for partial in folder.glob(".tmp-step-*"):
+            shutil.rmtree(partial, ignore_errors=True)

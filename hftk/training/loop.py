@@ -1,0 +1,259 @@
+"""The training loop: Accelerate for devices, precision and processes; budgets; atomic checkpoints.
+
+One loop serves pretraining and every fine-tuning task. What differs between them comes in
+through `TrainingHooks`: how a batch is prepared (MLM masking), how loss targets and tokens
+are counted, how the model is evaluated and saved.
+
+Gradient accumulation is explicit (`no_sync` on all but the last micro-batch): the batches of
+one optimizer step are fetched first, their loss targets are counted across micro-batches
+and processes, and each micro-batch loss is normalised by that total (`num_items_in_batch`),
+so accumulation and several processes give exactly the loss of one large batch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from hftk.errors import HftkError
+from hftk.recipe import TrainingSection
+from hftk.training.budget import Budget, advance_scheduler, make_scheduler
+from hftk.training.checkpoint import (
+    TrainState,
+    latest_checkpoint,
+    publish_checkpoint,
+    remove_partial_checkpoints,
+    temporary_checkpoint,
+)
+
+
+@dataclass
+class TrainingHooks:
+    """The task-specific parts of training."""
+
+    save_model: Callable[[torch.nn.Module, Path], None]
+    prepare_batch: Callable[[dict, int], dict] = lambda batch, index: batch
+    count_targets: Callable[[dict], int] | None = None
+    count_tokens: Callable[[dict], int] = lambda batch: int(batch["input_ids"].numel())
+    evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None
+    tokens_per_step: int | None = None  # nominal, for token budgets
+
+
+class NonFiniteLoss(HftkError):
+    """Training diverged; the message names the last good checkpoint."""
+
+
+def build_optimizer(model: torch.nn.Module, training: TrainingSection) -> torch.optim.Optimizer:
+    """AdamW without weight decay on biases, norms and embeddings (1-D or embedding tables)."""
+    decay, no_decay = [], []
+    for name, parameter in model.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        (no_decay if parameter.ndim < 2 or "embeddings" in name else decay).append(parameter)
+    groups = [
+        {"params": decay, "weight_decay": training.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    kwargs = dict(lr=training.learning_rate, betas=(training.adam_beta1, training.adam_beta2), eps=training.adam_epsilon)
+    try:
+        return torch.optim.AdamW(groups, fused=True, **kwargs)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(groups, **kwargs)
+
+
+def train(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    train_dataloader: torch.utils.data.DataLoader,
+    training: TrainingSection,
+    output_dir: Path,
+    hooks: TrainingHooks,
+    resume: bool = False,
+) -> tuple[torch.nn.Module, TrainState]:
+    """Train until the budget is spent; return the (prepared) model and the final state."""
+    optimizer = build_optimizer(model, training)
+    model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
+    accumulation = training.gradient_accumulation_steps
+    steps_per_epoch = max(1, math.ceil(len(train_dataloader) / accumulation))
+    budget = Budget(
+        steps_per_epoch=steps_per_epoch,
+        tokens_per_step=hooks.tokens_per_step or 1,
+        max_steps=training.max_steps,
+        num_train_epochs=training.num_train_epochs,
+        max_tokens=training.max_tokens if hooks.tokens_per_step else None,
+        max_time_seconds=training.max_time_minutes * 60 if training.max_time_minutes else None,
+    )
+    scheduler = make_scheduler(training.lr_scheduler_type, optimizer, budget, training.warmup_ratio, training.warmup_steps)
+    accelerator.register_for_checkpointing(scheduler)
+
+    state = TrainState()
+    if resume:
+        checkpoint = latest_checkpoint(output_dir)
+        if checkpoint is None:
+            raise HftkError(f"nothing to resume in {output_dir}: no complete checkpoint; run without --resume")
+        accelerator.load_state(str(checkpoint))
+        state = TrainState.load(checkpoint)
+        accelerator.print(f"Resuming from {checkpoint} (step {state.step})")
+    if accelerator.is_main_process:
+        remove_partial_checkpoints(output_dir)
+
+    def save_checkpoint() -> None:
+        tmp = temporary_checkpoint(output_dir, state.step) if accelerator.is_main_process else None
+        accelerator.wait_for_everyone()
+        tmp = tmp or output_dir / "checkpoints" / f".tmp-step-{state.step}"
+        accelerator.save_state(str(tmp))
+        if accelerator.is_main_process:
+            hooks.save_model(accelerator.unwrap_model(model), tmp / "model")
+            state.save(tmp)
+            publish_checkpoint(tmp, state.step, training.save_total_limit)
+        accelerator.wait_for_everyone()
+
+    def run_evaluation() -> bool:
+        """Evaluate, log, track the best model; True when early stopping says stop."""
+        if hooks.evaluate is None:
+            return False
+        metrics = hooks.evaluate(model)
+        metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
+        record = {"step": state.step, **metrics}
+        state.log_history.append(record)
+        accelerator.log(metrics, step=state.step)
+        bar.write(" ".join(f"{k}={v:.4g}" for k, v in record.items()))
+        key = training.metric_for_best_model
+        if key is None or key not in metrics:
+            return False
+        greater = training.greater_is_better if training.greater_is_better is not None else "loss" not in key
+        value = metrics[key]
+        improved = state.best_metric is None or (value > state.best_metric if greater else value < state.best_metric)
+        if improved:
+            state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
+            if accelerator.is_main_process:
+                save_atomically(lambda folder: hooks.save_model(accelerator.unwrap_model(model), folder), output_dir / "best")
+        else:
+            state.evals_without_improvement += 1
+        patience = training.early_stopping_patience
+        return patience is not None and state.evals_without_improvement >= patience
+
+    total_steps = budget.total_steps()
+    bar = tqdm(
+        total=total_steps,
+        initial=state.step,
+        disable=not accelerator.is_local_main_process,
+        desc="training",
+        unit="step",
+        dynamic_ncols=True,
+    )
+    start = time.perf_counter() - state.elapsed_seconds
+    window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
+    stop = False
+    last_saved = state.step if resume else -1
+
+    while not stop and not budget.done(state.step, time.perf_counter() - start):
+        if hasattr(train_dataloader, "set_epoch"):
+            train_dataloader.set_epoch(state.epoch)
+        batches = train_dataloader
+        if state.batches_in_epoch:
+            batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
+        iterator = iter(batches)
+        while True:
+            group = list(islice(iterator, accumulation))
+            if not group:
+                break
+            model.train()
+            prepared = [hooks.prepare_batch(batch, state.step * accumulation + i) for i, batch in enumerate(group)]
+            local_tokens = sum(hooks.count_tokens(batch) for batch in prepared)
+            counts = [local_tokens]
+            if hooks.count_targets is not None:
+                counts.append(sum(hooks.count_targets(batch) for batch in prepared))
+            totals = accelerator.reduce(torch.tensor(counts, device=accelerator.device), reduction="sum")
+            num_items = totals[1].clamp(min=1) if hooks.count_targets is not None else None
+
+            step_loss = 0.0
+            for i, batch in enumerate(prepared):
+                sync = i == len(prepared) - 1
+                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                    if num_items is not None:
+                        loss = model(**batch, num_items_in_batch=num_items).loss
+                        # Normalised by the global target count: undo DDP's mean over processes.
+                        accelerator.backward(loss * accelerator.num_processes)
+                        step_loss += loss.detach().float() * accelerator.num_processes
+                    else:
+                        loss = model(**batch).loss / len(prepared)
+                        accelerator.backward(loss)
+                        step_loss += loss.detach().float()
+            step_loss = accelerator.reduce(step_loss, reduction="mean").item()
+            if not math.isfinite(step_loss):
+                checkpoint = latest_checkpoint(output_dir)
+                kept = f"last good checkpoint: {checkpoint}" if checkpoint else "no checkpoint was saved yet"
+                raise NonFiniteLoss(
+                    f"loss became {step_loss} at step {state.step + 1}; stopped ({kept}); "
+                    "lower training.learning_rate or use training.mixed_precision=no"
+                )
+            if training.max_grad_norm:
+                accelerator.clip_grad_norm_(model.parameters(), training.max_grad_norm)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            state.step += 1
+            state.batches_in_epoch += len(group)
+            state.tokens_seen += int(totals[0])
+            state.elapsed_seconds = time.perf_counter() - start
+            advance_scheduler(scheduler, budget, state.step, state.elapsed_seconds)
+            window_loss, window_steps, window_tokens = window_loss + step_loss, window_steps + 1, window_tokens + int(totals[0])
+            bar.update(1)
+            if total_steps is None:  # wall-clock budget: estimate the total for the ETA
+                bar.total = max(state.step, round(state.step / max(budget.progress(state.step, state.elapsed_seconds), 1e-9)))
+
+            if state.step % training.logging_steps == 0:
+                now = time.perf_counter()
+                record = {
+                    "step": state.step,
+                    "loss": window_loss / window_steps,
+                    "learning_rate": scheduler.get_last_lr()[0],
+                    "tokens_per_second": window_tokens / max(now - window_start, 1e-9),
+                    "tokens_seen": state.tokens_seen,
+                    "epoch": state.epoch + state.batches_in_epoch / max(len(train_dataloader), 1),
+                }
+                state.log_history.append(record)
+                accelerator.log({k: v for k, v in record.items() if k != "step"}, step=state.step)
+                bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_second']:.0f}")
+                window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, now
+
+            out_of_budget = budget.done(state.step, state.elapsed_seconds)
+            if training.eval_steps and state.step % training.eval_steps == 0 and not out_of_budget:
+                stop = run_evaluation()
+            if training.save_steps and state.step % training.save_steps == 0 and not out_of_budget:
+                save_checkpoint()
+                last_saved = state.step
+            if stop or out_of_budget:
+                break
+        if not stop and not budget.done(state.step, time.perf_counter() - start) and len(group) == 0:
+            state.epoch += 1
+            state.batches_in_epoch = 0
+
+    bar.close()
+    run_evaluation()
+    if last_saved != state.step:
+        save_checkpoint()
+    return model, state
+
+
+def save_atomically(write: Callable[[Path], None], destination: Path) -> Path:
+    """Write a folder under a temporary name, then swap it into place."""
+    tmp = destination.with_name(f".{destination.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    write(tmp)
+    old = destination.with_name(f".{destination.name}.old")
+    if destination.exists():
+        destination.rename(old)
+    tmp.rename(destination)
+    shutil.rmtree(old, ignore_errors=True)
+    return destination
