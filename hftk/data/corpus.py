@@ -76,15 +76,15 @@ def load_text_corpus(
     if dataset_name is not None:
         train, validation = _load_hub(dataset_name, dataset_config, text_column, cache_dir)
     else:
-        train = _load_local(sources if sources is not None else default_corpus_path(), text_column, cache_dir)
+        train = _load_local(sources if sources is not None else default_corpus_path(), text_column, cache_dir, "data.train_files")
     if validation_files is not None:
-        validation = _load_local(validation_files, text_column, cache_dir)
+        validation = _load_local(validation_files, text_column, cache_dir, "data.validation_files")
     if validation is None:
         train, validation = _hold_out(train, validation_split_percentage, seed)
     return datasets.DatasetDict({"train": train, "validation": validation})
 
 
-def resolve_files(sources: _PATHS) -> list[Path]:
+def resolve_files(sources: _PATHS, option: str = "data.train_files") -> list[Path]:
     """Expand files and directories into the sorted list of supported files, with clear errors."""
     if isinstance(sources, (str, Path)):
         sources = [sources]
@@ -92,7 +92,7 @@ def resolve_files(sources: _PATHS) -> list[Path]:
     for source in sources:
         path = Path(source).expanduser()
         if not path.exists():
-            raise HftkError(f"corpus path {path} does not exist: check the path (data.train_files)")
+            raise HftkError(f"corpus path {path} does not exist: check the path ({option})")
         if path.is_dir():
             found = sorted(
                 p for p in path.rglob("*")
@@ -111,12 +111,12 @@ def resolve_files(sources: _PATHS) -> list[Path]:
                 )
             files.append(path)
     if not files:
-        raise HftkError("no corpus files given: pass at least one file or directory (data.train_files)")
+        raise HftkError(f"no corpus files given: pass at least one file or directory ({option})")
     return files
 
 
-def _load_local(sources: _PATHS, text_column: str, cache_dir: str | None) -> datasets.Dataset:
-    files = resolve_files(sources)
+def _load_local(sources: _PATHS, text_column: str, cache_dir: str | None, option: str) -> datasets.Dataset:
+    files = resolve_files(sources, option)
     for path in files:
         _sniff(path)
     # One `load_dataset` call per run of same-format files, concatenated so the file order is kept.
@@ -131,7 +131,7 @@ def _load_local(sources: _PATHS, text_column: str, cache_dir: str | None) -> dat
     dataset = parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
     dataset = dataset.filter(_non_blank, batched=True, desc="Dropping blank lines")
     if len(dataset) == 0:
-        raise HftkError(f"corpus {_name_files(files)} is empty (0 non-empty lines): add text or point data.train_files elsewhere")
+        raise HftkError(f"corpus {_name_files(files)} is empty (0 non-empty lines): add text or point {option} elsewhere")
     return dataset
 
 

@@ -191,3 +191,11 @@ def test_unreachable_hub_dataset_is_a_clear_error(tmp_path):
     # conftest sets HF_HUB_OFFLINE=1, so this fails fast without network, as it would for a typo online.
     with pytest.raises(HftkError, match=r"could not load Hub dataset 'nobody/no-such-corpus'.*check the name/config and your network"):
         load_text_corpus(dataset_name="nobody/no-such-corpus", cache_dir=str(tmp_path))
+
+
+def test_validation_file_errors_name_the_validation_option(tmp_path):
+    train = write(tmp_path / "a.txt", "a\nb\n")
+    with pytest.raises(HftkError, match=r"gone\.txt does not exist: check the path \(data\.validation_files\)"):
+        load_text_corpus(train, validation_files=tmp_path / "gone.txt", cache_dir=str(tmp_path / "c"))
+    with pytest.raises(HftkError, match=r"empty \(0 non-empty lines\): add text or point data\.validation_files elsewhere"):
+        load_text_corpus(train, validation_files=write(tmp_path / "v.txt", "\n\n"), cache_dir=str(tmp_path / "c"))
