@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+import yaml
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -358,7 +359,7 @@ def point_card_at_repo(folder: Path | str, repo_id: str) -> bool:
     text = path.read_text(encoding="utf-8")
     try:
         tags = ModelCard(text, ignore_metadata_errors=True).data.tags or []
-    except ValueError:
+    except (ValueError, yaml.YAMLError):  # a broken card is the Hub's validation to report, not ours
         return False
     new_text = _MODEL_ID_LINE.sub(f'model_id = "{repo_id}"', text) if "hftk" in tags else text
     if new_text == text:

@@ -173,6 +173,10 @@ def test_point_card_at_repo_rewrites_only_the_generated_snippet(tmp_path):
     (folder / "README.md").write_text(handwritten)
     assert not point_card_at_repo(folder, "alice/tiny-bert")
     assert (folder / "README.md").read_text() == handwritten
+    broken = '---\ntags: [hftk\n---\nmodel_id = "x"\n'
+    (folder / "README.md").write_text(broken)
+    assert not point_card_at_repo(folder, "alice/tiny-bert")
+    assert (folder / "README.md").read_text() == broken
 
 
 def test_sharded_weights_are_all_counted(tmp_path):
