@@ -72,7 +72,7 @@ def _whole_words(
     selected: torch.BoolTensor, input_ids: torch.LongTensor, is_special: torch.BoolTensor, continuation: torch.BoolTensor
 ) -> torch.BoolTensor:
     """Copy each word-start's selection to the continuation tokens that follow it."""
-    is_continuation = continuation[input_ids] & ~is_special
+    is_continuation = continuation.index_select(0, input_ids.reshape(-1)).view_as(input_ids) & ~is_special
     # A continuation right after a special token (or at position 0) has no word to continue: it starts one.
     is_continuation[..., 0] = False
     is_continuation[..., 1:] &= ~is_special[..., :-1]
