@@ -17,7 +17,16 @@ import numpy as np
 from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 
 from hftk.errors import HftkError
-from hftk.tasks.common import TaskData, keep_columns, load_splits, model_columns, require_columns, require_split, take
+from hftk.tasks.common import (
+    TaskData,
+    effective_max_length,
+    keep_columns,
+    load_splits,
+    model_columns,
+    require_columns,
+    require_split,
+    take,
+)
 
 SINGLE = "single_label_classification"
 MULTI = "multi_label_classification"
@@ -140,12 +149,6 @@ def tokenize_texts(
 
     tokenized = dataset.map(tokenize, batched=True, desc=f"tokenize ({split})")
     return keep_columns(tokenized, model_columns(tokenizer, ["labels"]))
-
-
-def effective_max_length(tokenizer: PreTrainedTokenizerBase, max_seq_length: int) -> int:
-    """`max_seq_length`, capped by what the tokenizer/model supports (as HF scripts do)."""
-    limit = getattr(tokenizer, "model_max_length", None)
-    return min(max_seq_length, limit) if isinstance(limit, int) and limit > 0 else max_seq_length
 
 
 def compute_classification_metrics(predictions: Any, references: Any, problem_type: str) -> dict[str, float]:

@@ -143,3 +143,9 @@ def model_columns(tokenizer: Any, extra: Iterable[str]) -> list[str]:
 
 def keep_columns(dataset: datasets.Dataset, columns: Iterable[str]) -> datasets.Dataset:
     return dataset.select_columns([c for c in columns if c in dataset.column_names])
+
+
+def effective_max_length(tokenizer: Any, max_seq_length: int) -> int:
+    """`max_seq_length`, capped by what the tokenizer/model supports (as HF scripts do)."""
+    limit = getattr(tokenizer, "model_max_length", None)
+    return min(max_seq_length, limit) if isinstance(limit, int) and limit > 0 else max_seq_length

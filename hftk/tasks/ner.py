@@ -21,6 +21,7 @@ from transformers import DataCollatorForTokenClassification, PreTrainedTokenizer
 from hftk.errors import HftkError
 from hftk.tasks.common import (
     TaskData,
+    effective_max_length,
     keep_columns,
     load_splits,
     model_columns,
@@ -188,8 +189,7 @@ def prepare_ner(
         require_columns(ds, [tokens_column, tags_column], split)
     tag_names = infer_tag_names(train, tags_column, label_names)
     entity_level = is_entity_scheme(tag_names)
-    limit = tokenizer.model_max_length if isinstance(tokenizer.model_max_length, int) else None
-    max_len = min(x for x in (max_seq_length, limit) if x) if (max_seq_length or limit) else None
+    max_len = effective_max_length(tokenizer, max_seq_length or tokenizer.model_max_length)
 
     def featurize(ds: datasets.Dataset, split: str, all_tokens: bool) -> datasets.Dataset:
         kwargs = dict(

@@ -26,6 +26,7 @@ from transformers import PreTrainedTokenizerBase, default_data_collator
 from hftk.errors import HftkError
 from hftk.tasks.common import (
     TaskData,
+    effective_max_length,
     keep_columns,
     load_splits,
     model_columns,
@@ -325,6 +326,7 @@ def prepare_qa(
             validate_answers(ds, split)
     if version_2_with_negative is None:
         version_2_with_negative = any(has_unanswerable(ds) for ds in [train, *evals.values()] if ds is not None)
+    max_seq_length = effective_max_length(tokenizer, max_seq_length)
     kwargs = {"tokenizer": tokenizer, "max_seq_length": max_seq_length, "doc_stride": doc_stride}
 
     train_features = None
