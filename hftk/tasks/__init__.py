@@ -1,5 +1,37 @@
-"""Task-specific data preparation for `hftk finetune`: each module builds a `TaskData`."""
+"""Task-specific data preparation for `hftk finetune`: each task module builds a `TaskData`.
 
+    >>> from hftk.tasks import get_task
+    >>> task = get_task("glue")("mrpc", tokenizer, train_file=..., validation_file=...)
+    >>> model = getattr(transformers, task.auto_model_class).from_pretrained(
+    ...     path, num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id,
+    ...     problem_type=task.problem_type)
+
+Task modules are imported lazily so that `import hftk.tasks` stays cheap.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+
+from hftk.errors import HftkError
 from hftk.tasks.common import TaskData
 
-__all__ = ["TaskData"]
+# `hftk finetune <name>` -> (module, prepare function).
+TASKS: dict[str, tuple[str, str]] = {
+    "glue": ("hftk.tasks.glue", "prepare_glue"),
+    "classification": ("hftk.tasks.classification", "prepare_classification"),
+    "qa": ("hftk.tasks.qa", "prepare_qa"),
+    "ner": ("hftk.tasks.ner", "prepare_ner"),
+    "generation": ("hftk.tasks.generation", "prepare_generation"),
+}
+
+__all__ = ["TASKS", "TaskData", "get_task"]
+
+
+def get_task(name: str) -> Callable[..., TaskData]:
+    """The `prepare_*` function of task `name` (glue, classification, qa, ner, generation)."""
+    if name not in TASKS:
+        raise HftkError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
+    module, function = TASKS[name]
+    return getattr(importlib.import_module(module), function)

@@ -52,6 +52,19 @@ class TaskData:
     def label2id(self) -> dict[str, int] | None:
         return None if self.id2label is None else {name: i for i, name in self.id2label.items()}
 
+    @property
+    def auto_model_class(self) -> str:
+        """Name of the transformers Auto class whose head fits this task."""
+        return AUTO_MODEL_CLASSES[self.kind]
+
+
+AUTO_MODEL_CLASSES: dict[str, str] = {
+    "sequence_classification": "AutoModelForSequenceClassification",
+    "question_answering": "AutoModelForQuestionAnswering",
+    "token_classification": "AutoModelForTokenClassification",
+    "causal_lm": "AutoModelForCausalLM",
+}
+
 
 def load_splits(
     *,

