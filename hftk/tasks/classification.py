@@ -19,6 +19,7 @@ from transformers import DataCollatorWithPadding, PreTrainedTokenizerBase
 from hftk.errors import HftkError
 from hftk.tasks.common import (
     TaskData,
+    column,
     effective_max_length,
     keep_columns,
     load_splits,
@@ -59,7 +60,7 @@ def infer_label_space(train: datasets.Dataset, label_column: str) -> LabelSpace:
     inner = getattr(feature, "feature", None)  # Sequence / List of labels -> multi-label
     if isinstance(inner, datasets.ClassLabel):
         return LabelSpace(MULTI, tuple(inner.names))
-    values = train[label_column]
+    values = column(train, label_column)
     if inner is not None:
         flat = [v for row in values for v in row]
         return _space_from_values(MULTI, flat, label_column)
@@ -209,7 +210,7 @@ def build_sequence_task(
     metric_fn = compute or (lambda preds, refs: compute_classification_metrics(preds, refs, space.problem_type))
 
     def compute_metrics(split: str, predictions: Any) -> dict[str, float]:
-        return metric_fn(predictions, eval_features[split]["labels"])
+        return metric_fn(predictions, column(eval_features[split], "labels"))
 
     return TaskData(
         kind="sequence_classification",

@@ -162,3 +162,8 @@ def effective_max_length(tokenizer: Any, max_seq_length: int) -> int:
     """`max_seq_length`, capped by what the tokenizer/model supports (as HF scripts do)."""
     limit = getattr(tokenizer, "model_max_length", None)
     return min(max_seq_length, limit) if isinstance(limit, int) and limit > 0 else max_seq_length
+
+
+def column(dataset: datasets.Dataset, name: str) -> list:
+    """A whole column as a Python list (indexing a `datasets` Column element by element is slow)."""
+    return dataset[name][:]

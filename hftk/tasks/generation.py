@@ -24,7 +24,7 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from hftk.errors import HftkError
-from hftk.tasks.common import TaskData, effective_max_length, load_splits, require_columns, require_split, take
+from hftk.tasks.common import TaskData, column, effective_max_length, load_splits, require_columns, require_split, take
 
 DEFAULT_PROMPT_TEMPLATE = "{document}\nTL;DR:"
 DEFAULT_TARGET_PREFIX = " "  # byte-level BPE: the first target word gets its usual " word" token
@@ -239,7 +239,7 @@ def prepare_generation(
     eval_examples = {split: with_prompts(ds) for split, ds in evals.items()}
 
     def compute_metrics(split: str, predictions: list[str]) -> dict[str, float]:
-        return compute_generation_metrics(list(predictions), eval_examples[split][target_column])
+        return compute_generation_metrics(list(predictions), column(eval_examples[split], target_column))
 
     return TaskData(
         kind="causal_lm",

@@ -21,6 +21,7 @@ from transformers import DataCollatorForTokenClassification, PreTrainedTokenizer
 from hftk.errors import HftkError
 from hftk.tasks.common import (
     TaskData,
+    column,
     effective_max_length,
     keep_columns,
     load_splits,
@@ -42,7 +43,7 @@ def infer_tag_names(train: datasets.Dataset, tags_column: str, label_names: Sequ
         return list(inner.names)
     if label_names is not None:
         return list(label_names)
-    values = [t for row in train[tags_column] for t in row]
+    values = [t for row in column(train, tags_column) for t in row]
     if not values:
         raise HftkError(f"training data has no tags in column {tags_column!r}")
     if all(isinstance(v, str) for v in values):
@@ -205,8 +206,8 @@ def prepare_ner(
 
     def compute_metrics(split: str, predictions: Any) -> dict[str, float]:
         examples = evals[split]
-        gold = [[_tag_name(t, tag_names) for t in row] for row in examples[tags_column]]
-        predicted = logits_to_word_tags(predictions, eval_full[split]["word_ids"], [len(g) for g in gold], tag_names)
+        gold = [[_tag_name(t, tag_names) for t in row] for row in column(examples, tags_column)]
+        predicted = logits_to_word_tags(predictions, column(eval_full[split], "word_ids"), [len(g) for g in gold], tag_names)
         return compute_ner_metrics(predicted, gold, entity_level)
 
     return TaskData(

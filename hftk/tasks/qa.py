@@ -26,6 +26,7 @@ from transformers import PreTrainedTokenizerBase, default_data_collator
 from hftk.errors import HftkError
 from hftk.tasks.common import (
     TaskData,
+    column,
     effective_max_length,
     keep_columns,
     load_splits,
@@ -87,21 +88,21 @@ def load_squad_json(path: str) -> datasets.Dataset:
 def validate_answers(examples: datasets.Dataset, split: str = "data") -> None:
     """HftkError naming the first example whose answer text is not at `answer_start` in its context."""
     require_columns(examples, QA_COLUMNS, split)
-    for row in examples.select_columns(["id", "context", "answers"]):
-        texts, starts = row["answers"]["text"], row["answers"]["answer_start"]
+    for example_id, context, answers in zip(column(examples, "id"), column(examples, "context"), column(examples, "answers")):
+        texts, starts = answers["text"], answers["answer_start"]
         if len(texts) != len(starts):
-            raise HftkError(f"{split} example {row['id']!r} has {len(texts)} answer texts but {len(starts)} answer_start values")
+            raise HftkError(f"{split} example {example_id!r} has {len(texts)} answer texts but {len(starts)} answer_start values")
         for text, start in zip(texts, starts):
-            if start is None or row["context"][start : start + len(text)] != text:
-                found = row["context"][start : start + len(text)] if start is not None else None
+            if start is None or context[start : start + len(text)] != text:
+                found = context[start : start + len(text)] if start is not None else None
                 raise HftkError(
-                    f"{split} example {row['id']!r}: answer {text!r} is not at answer_start={start} "
+                    f"{split} example {example_id!r}: answer {text!r} is not at answer_start={start} "
                     f"in its context (found {found!r}); fix the offsets"
                 )
 
 
 def has_unanswerable(examples: datasets.Dataset) -> bool:
-    return any(len(a["text"]) == 0 for a in examples["answers"])
+    return any(len(a["text"]) == 0 for a in column(examples, "answers"))
 
 
 def _tokenize(examples: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_seq_length: int, doc_stride: int):
@@ -229,17 +230,16 @@ def postprocess_predictions(
     if len(start_logits) != len(features) or len(end_logits) != len(features):
         raise HftkError(f"got {len(start_logits)}/{len(end_logits)} start/end logit rows for {len(features)} features")
     by_example: dict[str, list[int]] = collections.defaultdict(list)
-    for i, example_id in enumerate(features["example_id"]):
+    for i, example_id in enumerate(column(features, "example_id")):
         by_example[example_id].append(i)
-    offsets_all = features["offset_mapping"]
-    cls_all = features["cls_index"] if "cls_index" in features.column_names else [0] * len(features)
+    offsets_all = column(features, "offset_mapping")
+    cls_all = column(features, "cls_index") if "cls_index" in features.column_names else [0] * len(features)
 
     predictions = []
-    for example in examples.select_columns(["id", "context"]):
-        context = example["context"]
+    for example_id, context in zip(column(examples, "id"), column(examples, "context")):
         best_text, best_score = "", -math.inf
         min_null = math.inf
-        for i in by_example.get(example["id"], []):
+        for i in by_example.get(example_id, []):
             starts, ends, offsets = start_logits[i], end_logits[i], offsets_all[i]
             length = min(len(offsets), len(starts))
             cls = cls_all[i]
@@ -255,7 +255,7 @@ def postprocess_predictions(
                     score = float(starts[s] + ends[e])
                     if score > best_score:
                         best_score, best_text = score, context[offsets[s][0] : offsets[e][1]]
-        prediction: dict[str, Any] = {"id": example["id"], "prediction_text": best_text}
+        prediction: dict[str, Any] = {"id": example_id, "prediction_text": best_text}
         if version_2_with_negative:
             diff = min_null - best_score  # +inf when no span was valid
             if diff > null_score_diff_threshold:
@@ -273,7 +273,7 @@ def _sigmoid(x: float) -> float:
 
 def squad_references(examples: datasets.Dataset) -> list[dict[str, Any]]:
     """Gold answers in squad / squad_v2 metric format."""
-    return [{"id": row["id"], "answers": row["answers"]} for row in examples.select_columns(["id", "answers"])]
+    return [{"id": i, "answers": a} for i, a in zip(column(examples, "id"), column(examples, "answers"))]
 
 
 def compute_qa_metrics(predictions: list[dict[str, Any]], examples: datasets.Dataset, version_2_with_negative: bool) -> dict[str, float]:
