@@ -70,6 +70,7 @@ def train_tokenizer(
     if seen[0] == 0:
         raise HftkError("cannot train a tokenizer: the training text is empty; add text to the corpus")
     if kind == "wordpiece":
+        tokenizer.model = _deterministic_wordpiece(tokenizer)
         cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
         tokenizer.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]",
@@ -119,6 +120,28 @@ def continuation_mask(tokenizer: PreTrainedTokenizerBase) -> torch.BoolTensor:
     mask = torch.tensor(flags, dtype=torch.bool)
     mask[[i for i in tokenizer.all_special_ids if i < len(mask)]] = False
     return mask
+
+
+def _deterministic_wordpiece(tokenizer: Tokenizer) -> models.WordPiece:
+    """Renumber a trained WordPiece vocabulary so the same corpus always gives the same ids.
+
+    The trainer hands out ids in hash-map order (the alphabet, and merges of equal frequency),
+    which changes from process to process; a recipe run twice (or resumed) must see the same
+    ids. WordPiece encodes by longest match, so ids carry no meaning beyond identity: specials
+    keep theirs, then the alphabet and the learned pieces follow in sorted order.
+    """
+    ordered = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
+    specials = [token for token, _ in ordered if token in WORDPIECE_SPECIALS.values()]
+    alphabet = sorted(
+        (token for token, _ in ordered if token not in specials and len(token.removeprefix("##")) == 1),
+        key=lambda token: (token.startswith("##"), token),
+    )
+    merged = sorted(
+        (token for token, _ in ordered if token not in specials and len(token.removeprefix("##")) != 1),
+        key=lambda token: (token.startswith("##"), token),
+    )
+    vocab = {token: index for index, token in enumerate([*specials, *alphabet, *merged])}
+    return models.WordPiece(vocab=vocab, unk_token="[UNK]", continuing_subword_prefix="##")
 
 
 def _wordpiece_backend() -> Tokenizer:

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 import shutil
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,6 +49,12 @@ class TrainingHooks:
     count_tokens: Callable[[dict], int] = lambda batch: int(batch["input_ids"].numel())
     evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None
     tokens_per_step: int | None = None  # nominal, for token budgets
+
+
+def fault_point(name: str, step: int) -> None:
+    """Fault injection for the kill-and-resume tests: `HFTK_FAULT=name:step` SIGKILLs this process here."""
+    if os.environ.get("HFTK_FAULT") == f"{name}:{step}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 class NonFiniteLoss(HftkError):
@@ -114,6 +122,7 @@ def train(
         accelerator.save_state(str(tmp))
         if accelerator.is_main_process:
             hooks.save_model(accelerator.unwrap_model(model), tmp / "model")
+            fault_point("checkpoint", state.step)
             state.save(tmp)
             publish_checkpoint(tmp, state.step, training.save_total_limit)
         accelerator.wait_for_everyone()
@@ -233,6 +242,7 @@ def train(
             if training.save_steps and state.step % training.save_steps == 0 and not out_of_budget:
                 save_checkpoint()
                 last_saved = state.step
+            fault_point("step", state.step)
             if stop or out_of_budget:
                 break
         if not stop and not budget.done(state.step, time.perf_counter() - start) and len(group) == 0:
