@@ -142,9 +142,9 @@ def tokenize_texts(
     """Tokenise text (pairs) with truncation; padding is left to the collator (dynamic)."""
 
     def tokenize(batch: dict[str, list]) -> Any:
-        for column in (text_column, text_pair_column):
-            if column is not None and any(t is None for t in batch[column]):
-                raise HftkError(f"{split} data has empty texts in column {column!r}; drop or fill those rows")
+        for name in (text_column, text_pair_column):
+            if name is not None and any(t is None for t in batch[name]):
+                raise HftkError(f"{split} data has empty texts in column {name!r}; drop or fill those rows")
         pairs = batch[text_pair_column] if text_pair_column else None
         return tokenizer(batch[text_column], pairs, truncation=True, max_length=max_seq_length)
 

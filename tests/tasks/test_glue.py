@@ -98,8 +98,12 @@ def test_missing_columns_and_bad_labels(tmp_path, bert_tokenizer):
         prepare_glue("mnli", bert_tokenizer, validation_file={"validation": bad})
 
 
-def test_hub_unreachable_is_a_clear_error(bert_tokenizer):
-    # The test machines have no Hub access (HF_HUB_OFFLINE=1): the message says to pass local files.
+def test_hub_unreachable_is_a_clear_error(bert_tokenizer, monkeypatch):
+    # No Hub here: force offline mode even if datasets was imported before the env var was set.
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(HftkError, match="could not load data set 'nyu-mll/glue' \\(config 'rte'\\).*--train-file"):
         prepare_glue("rte", bert_tokenizer)
 
