@@ -157,7 +157,6 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     started = time.perf_counter()
     model, state = train(accelerator, model, train_loader, training, output_dir, hooks, resume=resume_from is not None)
     wall = time.perf_counter() - started
-    accelerator.end_training()
 
     final_eval = next((r for r in reversed(state.log_history) if "eval_loss" in r), {})
     metrics = {
@@ -181,6 +180,7 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
             log_history=state.log_history,
         )
     accelerator.wait_for_everyone()
+    accelerator.end_training()  # also ends the process group, or gloo processes abort at exit
     return output_dir
 
 

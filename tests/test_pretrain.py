@@ -151,7 +151,6 @@ def test_two_processes_match_one_process_with_the_same_global_batch(corpus, tmp_
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "DistributedType.MULTI_CPU" in result.stdout + result.stderr or True  # type reported below
     metrics = json.loads((two / "metrics.json").read_text())
     assert metrics["tokens_seen"] == 6 * 8 * 32  # global batch counted across both processes
     expected, actual = load_file(one / "model.safetensors"), load_file(two / "model.safetensors")
