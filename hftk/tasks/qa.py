@@ -105,42 +105,55 @@ def has_unanswerable(examples: datasets.Dataset) -> bool:
     return any(len(a["text"]) == 0 for a in column(examples, "answers"))
 
 
-def _tokenize(examples: dict[str, list], tokenizer: PreTrainedTokenizerBase, max_seq_length: int, doc_stride: int):
-    """Question first, context second (swapped for left padding, as HF does); overflow into windows."""
-    if doc_stride >= max_seq_length:
-        raise HftkError(f"doc_stride ({doc_stride}) must be smaller than max_seq_length ({max_seq_length})")
+def _tokenize(
+    examples: dict[str, list],
+    tokenizer: PreTrainedTokenizerBase,
+    max_seq_length: int,
+    doc_stride: int,
+    max_question_length: int,
+):
+    """Question first, context second (swapped for left padding, as HF does); overflow into windows.
+
+    Questions are cut to `max_question_length` tokens (as Google's BERT `run_squad.py`,
+    max_query_length=64), so every window keeps more than `doc_stride` context tokens.
+    """
+    room = max_seq_length - tokenizer.num_special_tokens_to_add(pair=True) - max_question_length
+    if doc_stride >= room:
+        raise HftkError(
+            f"doc_stride ({doc_stride}) must be smaller than the context room of a window ({room} = max_seq_length "
+            f"{max_seq_length} - special tokens - max_question_length {max_question_length}); lower doc_stride "
+            "or max_question_length, or raise max_seq_length"
+        )
     pad_on_right = tokenizer.padding_side == "right"
     # Some SQuAD questions start with lots of whitespace, which wastes the window.
     questions = [q.lstrip() for q in examples["question"]]
+    offsets = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    questions = [q if len(o) <= max_question_length else q[: o[max_question_length - 1][1]] for q, o in zip(questions, offsets)]
     contexts = examples["context"]
-    try:
-        encoded = tokenizer(
-            questions if pad_on_right else contexts,
-            contexts if pad_on_right else questions,
-            truncation="only_second" if pad_on_right else "only_first",
-            max_length=max_seq_length,
-            stride=doc_stride,
-            return_overflowing_tokens=True,
-            return_offsets_mapping=True,
-            padding="max_length",
-        )
-    except Exception as err:  # tokenizers: the question leaves no room for a window with this stride
-        if "truncat" in str(err).lower() or "stride" in str(err).lower():
-            raise HftkError(
-                f"a question is too long for max_seq_length={max_seq_length} with doc_stride={doc_stride} ({err}); "
-                "raise max_seq_length or lower doc_stride"
-            ) from err
-        raise
+    encoded = tokenizer(
+        questions if pad_on_right else contexts,
+        contexts if pad_on_right else questions,
+        truncation="only_second" if pad_on_right else "only_first",
+        max_length=max_seq_length,
+        stride=doc_stride,
+        return_overflowing_tokens=True,
+        return_offsets_mapping=True,
+        padding="max_length",
+    )
     context_index = 1 if pad_on_right else 0
     return encoded, context_index
 
 
-def _cls_index(input_ids: list[int], tokenizer: PreTrainedTokenizerBase) -> int:
-    """Where 'no answer' points: CLS (BERT), else BOS, else position 0 (as HF's run_qa)."""
-    for special in (tokenizer.cls_token_id, tokenizer.bos_token_id):
-        if special is not None and special in input_ids:
-            return input_ids.index(special)
-    return 0
+def _cls_index(input_ids: list[int], sequence_ids: list[int | None], context_index: int, cls_token_id: int | None) -> int:
+    """Where 'no answer' points: the CLS token, else the first position outside the context.
+
+    HF's run_qa falls back to BOS or position 0; without a CLS token (GPT-2-style tokenizers)
+    those can be a context token when the window is full or left-padded, which would make
+    "no answer" and "the first context token" the same prediction.
+    """
+    if cls_token_id is not None and cls_token_id in input_ids:
+        return input_ids.index(cls_token_id)
+    return next(k for k, s in enumerate(sequence_ids) if s != context_index)
 
 
 def prepare_train_features(
@@ -149,14 +162,16 @@ def prepare_train_features(
     *,
     max_seq_length: int = 384,
     doc_stride: int = 128,
+    max_question_length: int = 64,
 ) -> dict[str, list]:
     """Batched `datasets.map` function: windows with `start_positions`/`end_positions` (token indices)."""
-    encoded, context_index = _tokenize(examples, tokenizer, max_seq_length, doc_stride)
+    encoded, context_index = _tokenize(examples, tokenizer, max_seq_length, doc_stride, max_question_length)
     sample_map = encoded.pop("overflow_to_sample_mapping")
     offsets_all = encoded.pop("offset_mapping")
     starts, ends = [], []
     for i, offsets in enumerate(offsets_all):
-        cls = _cls_index(encoded["input_ids"][i], tokenizer)
+        sequence_ids = encoded.sequence_ids(i)
+        cls = _cls_index(encoded["input_ids"][i], sequence_ids, context_index, tokenizer.cls_token_id)
         answers = examples["answers"][sample_map[i]]
         if not answers["answer_start"]:
             starts.append(cls)
@@ -164,7 +179,6 @@ def prepare_train_features(
             continue
         start_char = answers["answer_start"][0]
         end_char = start_char + len(answers["text"][0])
-        sequence_ids = encoded.sequence_ids(i)
         context = [k for k, s in enumerate(sequence_ids) if s == context_index]
         first, last = context[0], context[-1]
         if offsets[first][0] > start_char or offsets[last][1] < end_char:
@@ -190,15 +204,16 @@ def prepare_eval_features(
     *,
     max_seq_length: int = 384,
     doc_stride: int = 128,
+    max_question_length: int = 64,
 ) -> dict[str, list]:
     """Batched map function: windows plus `example_id`, `cls_index` and context-only `offset_mapping`."""
-    encoded, context_index = _tokenize(examples, tokenizer, max_seq_length, doc_stride)
+    encoded, context_index = _tokenize(examples, tokenizer, max_seq_length, doc_stride, max_question_length)
     sample_map = encoded.pop("overflow_to_sample_mapping")
     example_ids, cls_indices = [], []
     for i in range(len(encoded["input_ids"])):
         example_ids.append(examples["id"][sample_map[i]])
-        cls_indices.append(_cls_index(encoded["input_ids"][i], tokenizer))
         sequence_ids = encoded.sequence_ids(i)
+        cls_indices.append(_cls_index(encoded["input_ids"][i], sequence_ids, context_index, tokenizer.cls_token_id))
         encoded["offset_mapping"][i] = [
             list(o) if sequence_ids[k] == context_index else None for k, o in enumerate(encoded["offset_mapping"][i])
         ]
@@ -298,6 +313,7 @@ def prepare_qa(
     version_2_with_negative: bool | None = None,
     max_seq_length: int = 384,
     doc_stride: int = 128,
+    max_question_length: int = 64,
     n_best_size: int = 20,
     max_answer_length: int = 30,
     null_score_diff_threshold: float = 0.0,
@@ -327,7 +343,10 @@ def prepare_qa(
     if version_2_with_negative is None:
         version_2_with_negative = any(has_unanswerable(ds) for ds in [train, *evals.values()] if ds is not None)
     max_seq_length = effective_max_length(tokenizer, max_seq_length)
-    kwargs = {"tokenizer": tokenizer, "max_seq_length": max_seq_length, "doc_stride": doc_stride}
+    kwargs = {
+        "tokenizer": tokenizer, "max_seq_length": max_seq_length, "doc_stride": doc_stride,
+        "max_question_length": max_question_length,
+    }
 
     train_features = None
     if train is not None:

@@ -178,11 +178,9 @@ def test_errors(bert_tokenizer, tmp_path):
         prepare_qa(types.SimpleNamespace(is_fast=False), raw=datasets.DatasetDict(train=bad))
     with pytest.raises(HftkError, match="no column.*'answers'"):
         validate_answers(bad.remove_columns("answers"), "validation")
-    with pytest.raises(HftkError, match="doc_stride"):
-        prepare_eval_features(bad[:1], bert_tokenizer, max_seq_length=64, doc_stride=64)
-    with pytest.raises(HftkError, match="question is too long"):
-        prepare_eval_features({"id": ["x"], "question": ["word " * 100], "context": ["abc def"]}, bert_tokenizer,
-                              max_seq_length=64, doc_stride=16)
+    # 128 - 3 special tokens - 64 question tokens leaves 61 context tokens per window: stride 61 is too big.
+    with pytest.raises(HftkError, match="doc_stride \\(61\\) must be smaller than the context room of a window \\(61"):
+        prepare_eval_features(bad[:1], bert_tokenizer, max_seq_length=128, doc_stride=61)
     (tmp_path / "nested.json").write_text('{"data": 3}')
     with pytest.raises(HftkError, match="not in the SQuAD format"):
         load_squad_json(str(tmp_path / "nested.json"))
@@ -203,3 +201,34 @@ def test_features_feed_a_real_bert_qa_head(bert_tokenizer, data_dir, slice_file)
     result = task.compute_metrics("validation", (pred.start_logits.numpy(), pred.end_logits.numpy()))
     # The first 4 cloze questions all have answers, so v2 is not switched on: squad (v1) metrics.
     assert task.problem_type == "squad" and set(result) == {"exact_match", "f1"} and 0.0 <= result["f1"] <= 100.0
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_long_questions_are_cut_to_max_question_length(bert_tokenizer, padding_side):
+    tokenizer = bert_tokenizer.__class__.from_pretrained(bert_tokenizer.name_or_path, padding_side=padding_side)
+    batch = {"id": ["x"], "question": ["  " + "word " * 100 + "?"], "context": ["alpha beta gamma " * 40],
+             "answers": [{"text": ["gamma"], "answer_start": [11]}]}
+    features = prepare_train_features(batch, tokenizer, max_seq_length=128, doc_stride=32, max_question_length=20)
+    word = tokenizer.convert_tokens_to_ids("word")
+    assert len(features["input_ids"]) > 1  # the 120-token context still overflows into windows
+    for ids in features["input_ids"]:
+        assert len(ids) == 128 and ids.count(word) == 20  # exactly the first 20 question tokens, in every window
+    first = features["input_ids"][0]
+    assert tokenizer.decode([first[features["start_positions"][0]]]) == "gamma"  # char 11 is in the first window
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_round_trip_with_a_tokenizer_without_cls(data_dir, slice_file, padding_side):
+    # GPT-2 BPE: no [CLS], no token_type_ids. "No answer" must point outside the context even
+    # when a window is full or left-padded (HF's BOS/position-0 fallback can hit a context token).
+    from transformers import GPT2TokenizerFast
+
+    folder = data_dir / "tokenizers" / "gpt2"
+    tokenizer = GPT2TokenizerFast(vocab=str(folder / "encoder.json"), merges=str(folder / "vocab.bpe"),
+                                  padding_side=padding_side, pad_token="<|endoftext|>")
+    task = _cloze_task(tokenizer, data_dir, slice_file, n=80)
+    assert task.problem_type == "squad_v2"
+    for feature in task.eval_features["validation"]:
+        assert feature["offset_mapping"][feature["cls_index"]] is None
+    result = task.compute_metrics("validation", one_hot_logits(task))
+    assert result["exact"] == 100.0 and result["f1"] == 100.0 and result["NoAns_total"] > 0
