@@ -102,6 +102,77 @@ def _maybe_push(folder: Path, output) -> None:
     typer.echo(f"Pushed to {url}")
 
 
+TASK_NAMES = ("glue", "classification", "qa", "ner", "generation")
+GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
+
+
+def _finetune_recipe(task: str, recipe: str | None, model: str | None, glue_task: str | None, overrides: list[str]):
+    from hftk.recipe import FinetuneRecipe, load_recipe
+
+    if task not in TASK_NAMES:
+        raise HftkError(f"unknown task {task!r}: choose one of {', '.join(TASK_NAMES)}")
+    extra = [f"task={task}"]
+    if model:
+        extra.append(f"model.name_or_path={model}")
+    if glue_task:
+        extra.append(f"data.glue_task={glue_task}")
+    return load_recipe(FinetuneRecipe, recipe or f"finetune-{task}", [*extra, *overrides])
+
+
+@app.command()
+def finetune(
+    task: Annotated[str, typer.Argument(help="glue, classification, qa, ner or generation.")],
+    recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe YAML (default: finetune-TASK).")] = None,
+    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model folder or Hub id to start from.")] = None,
+    glue_task: Annotated[
+        Optional[str], typer.Option("--task", "-t", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli or all.")
+    ] = None,
+    set_: SetOption = None,
+    output_dir: OutputDirOption = None,
+    resume: ResumeOption = False,
+    overwrite: OverwriteOption = False,
+    push_to_hub: PushOption = False,
+    hub_model_id: HubIdOption = None,
+) -> None:
+    """Fine-tune a model (hftk's or any transformers checkpoint) on a task and evaluate it.
+
+    Data comes from the Hub (data.dataset_name) or local files in the Hub's column layout
+    (--set data.train_file=... data.validation_file=...). LoRA: --set lora.r=8.
+    `hftk finetune glue --task all` runs the nine GLUE tasks and writes a GLUE table.
+    """
+    from hftk.finetune import finetune as run_finetune
+
+    overrides = [*(set_ or []), *_output_overrides(output_dir, overwrite, push_to_hub, hub_model_id)]
+    if task == "glue" and glue_task == "all":
+        from hftk.glue_benchmark import run_glue_benchmark
+
+        table = run_glue_benchmark(lambda name: _finetune_recipe(task, recipe, model, name, overrides), resume=resume)
+        typer.echo(table)
+        return
+    loaded = _finetune_recipe(task, recipe, model, glue_task, overrides)
+    folder = run_finetune(loaded, resume=resume)
+    _maybe_push(folder, loaded.output)
+    typer.echo(f"Model saved to {folder}")
+
+
+@app.command()
+def evaluate(
+    task: Annotated[str, typer.Argument(help="glue, classification, qa, ner or generation.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="The fine-tuned model folder to evaluate.")],
+    recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe YAML (default: finetune-TASK).")] = None,
+    glue_task: Annotated[Optional[str], typer.Option("--task", "-t", help="GLUE task name.")] = None,
+    set_: SetOption = None,
+    output_dir: OutputDirOption = None,
+) -> None:
+    """Evaluate a saved model on a task's evaluation data; writes metrics.json and predictions.jsonl."""
+    from hftk.finetune import finetune as run_finetune
+
+    overrides = [*(set_ or []), *_output_overrides(output_dir or Path(model) / "evaluation", True, False, None)]
+    loaded = _finetune_recipe(task, recipe, model, glue_task, overrides)
+    folder = run_finetune(loaded, evaluate_only=True)
+    typer.echo(f"Metrics written to {folder / 'metrics.json'}")
+
+
 @recipes_app.command("list")
 def recipes_list() -> None:
     """List the shipped recipes with the first line of their description."""

@@ -161,9 +161,9 @@ class FinetuneDataSection(Section):
     tokens_column: str = "tokens"
     tags_column: str = "ner_tags"
     label_all_tokens: bool = False
-    prompt_column: str = "document"
+    source_column: str = "document"
     target_column: str = "summary"
-    prompt_template: str = "{prompt}\nTL;DR: "
+    prompt_template: str | None = Field(None, description='default "{document}\\nTL;DR:"')
     max_seq_length: int = Field(128, ge=8)
     doc_stride: int = Field(32, ge=1)
     version_2_with_negative: bool = False
@@ -179,7 +179,7 @@ class LoraSection(Section):
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] | None = None
-    merge: bool = False
+    merge: bool = True
 
     _lists = field_validator("target_modules", mode="before")(_as_list)
 
@@ -190,7 +190,6 @@ class GenerationSection(Section):
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
-    max_eval_generations: int | None = Field(None, ge=1)
 
 
 class FinetuneRecipe(Section):

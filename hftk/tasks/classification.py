@@ -212,6 +212,19 @@ def build_sequence_task(
     def compute_metrics(split: str, predictions: Any) -> dict[str, float]:
         return metric_fn(predictions, column(eval_features[split], "labels"))
 
+    def records(split: str, predictions: Any) -> list[dict[str, Any]]:
+        scores = np.asarray(predictions)
+        references = column(eval_features[split], "labels")
+        if space.problem_type == "regression":
+            return [{"prediction": float(p), "label": r} for p, r in zip(scores.reshape(len(scores), -1)[:, 0], references)]
+        if space.problem_type == "multi_label_classification":
+            chosen = [[i for i, x in enumerate(row) if x > 0] for row in scores]
+        else:
+            chosen = scores.argmax(-1).tolist()
+        name = (lambda i: space.id2label.get(i, i)) if space.id2label else (lambda i: i)
+        as_names = lambda v: [name(i) for i in v] if isinstance(v, list) else name(v)  # noqa: E731
+        return [{"prediction": as_names(p), "label": as_names(r)} for p, r in zip(chosen, references)]
+
     return TaskData(
         kind="sequence_classification",
         train=train_features,
@@ -223,6 +236,7 @@ def build_sequence_task(
         id2label=space.id2label,
         problem_type=space.problem_type,
         eval_examples=dict(evals),
+        predictions=records,
     )
 
 

@@ -47,6 +47,8 @@ class TaskData:
     eval_examples: dict[str, datasets.Dataset] = field(default_factory=dict)
     # Eval features with the bookkeeping columns post-processing needs (QA offsets, NER word ids).
     eval_features: dict[str, datasets.Dataset] = field(default_factory=dict)
+    # Same input as compute_metrics; one JSON-able record per eval example, for predictions.jsonl.
+    predictions: Callable[[str, Any], list[dict[str, Any]]] | None = None
 
     @property
     def label2id(self) -> dict[str, int] | None:

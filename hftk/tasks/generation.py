@@ -241,6 +241,9 @@ def prepare_generation(
     def compute_metrics(split: str, predictions: list[str]) -> dict[str, float]:
         return compute_generation_metrics(list(predictions), column(eval_examples[split], target_column))
 
+    def records(split: str, predictions: list[str]) -> list[dict[str, Any]]:
+        return [{"prediction": p, "reference": r} for p, r in zip(predictions, column(eval_examples[split], target_column))]
+
     return TaskData(
         kind="causal_lm",
         train=featurize(train, "train") if train is not None else None,
@@ -249,4 +252,5 @@ def prepare_generation(
         compute_metrics=compute_metrics,
         main_metric="rougeL",
         eval_examples=eval_examples,
+        predictions=records,
     )

@@ -210,6 +210,13 @@ def prepare_ner(
         predicted = logits_to_word_tags(predictions, column(eval_full[split], "word_ids"), [len(g) for g in gold], tag_names)
         return compute_ner_metrics(predicted, gold, entity_level)
 
+    def records(split: str, predictions: Any) -> list[dict[str, Any]]:
+        examples = evals[split]
+        gold = [[_tag_name(t, tag_names) for t in row] for row in column(examples, tags_column)]
+        predicted = logits_to_word_tags(predictions, column(eval_full[split], "word_ids"), [len(g) for g in gold], tag_names)
+        tokens = column(examples, tokens_column)
+        return [{"tokens": t, "prediction": p, "label": g} for t, p, g in zip(tokens, predicted, gold)]
+
     return TaskData(
         kind="token_classification",
         train=train_features,
@@ -221,6 +228,7 @@ def prepare_ner(
         id2label=dict(enumerate(tag_names)),
         eval_examples=evals,
         eval_features=eval_full,
+        predictions=records,
     )
 
 

@@ -360,14 +360,16 @@ def prepare_qa(
         for split, ds in evals.items()
     }
 
-    def compute_metrics(split: str, predictions: Any) -> dict[str, float]:
+    def answers(split: str, predictions: Any) -> list[dict[str, Any]]:
         start_logits, end_logits = predictions
-        answers = postprocess_predictions(
+        return postprocess_predictions(
             evals[split], eval_full[split], start_logits, end_logits, n_best_size=n_best_size,
             max_answer_length=max_answer_length, version_2_with_negative=version_2_with_negative,
             null_score_diff_threshold=null_score_diff_threshold,
         )
-        return compute_qa_metrics(answers, evals[split], version_2_with_negative)
+
+    def compute_metrics(split: str, predictions: Any) -> dict[str, float]:
+        return compute_qa_metrics(answers(split, predictions), evals[split], version_2_with_negative)
 
     return TaskData(
         kind="question_answering",
@@ -379,6 +381,7 @@ def prepare_qa(
         eval_examples=evals,
         eval_features=eval_full,
         problem_type="squad_v2" if version_2_with_negative else "squad",
+        predictions=answers,
     )
 
 

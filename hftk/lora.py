@@ -1,0 +1,69 @@
+"""LoRA through `peft`: adapters on the attention and feed-forward projections, the task head trained fully.
+
+hftk's layer names (`qkv`, `out_proj`, `up_proj`, `down_proj`) are the default targets; BERT
+and GPT-2 checkpoints get theirs. A new task head is always in `modules_to_save`, or it
+would stay at its random initialisation.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peft import LoraConfig, PeftModel, TaskType, get_peft_model
+
+from hftk.errors import HftkError
+from hftk.recipe import LoraSection
+
+DEFAULT_TARGETS = {
+    "hftk_bert": ["qkv", "out_proj", "up_proj", "down_proj"],
+    "hftk_gpt": ["qkv", "out_proj", "up_proj", "down_proj"],
+    "bert": ["query", "key", "value", "dense"],
+    "gpt2": ["c_attn", "c_proj", "c_fc"],
+}
+TASK_TYPES = {
+    "sequence_classification": TaskType.SEQ_CLS,
+    "token_classification": TaskType.TOKEN_CLS,
+    "question_answering": TaskType.QUESTION_ANS,
+    "causal_lm": TaskType.CAUSAL_LM,
+}
+HEADS = {
+    "sequence_classification": ["classifier", "score", "pooler"],
+    "token_classification": ["classifier"],
+    "question_answering": ["qa_outputs"],
+    "causal_lm": [],
+}
+
+
+def apply_lora(model, lora: LoraSection, kind: str) -> PeftModel:
+    targets = lora.target_modules or DEFAULT_TARGETS.get(model.config.model_type)
+    if targets is None:
+        raise HftkError(
+            f"no default LoRA targets for model type {model.config.model_type}: set lora.target_modules=[...] "
+            "to the names of its linear layers"
+        )
+    module_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    heads = [name for name in HEADS[kind] if name in dict(model.named_children())]
+    config = LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=targets,
+        modules_to_save=heads or None,
+        task_type=TASK_TYPES[kind],
+    )
+    missing = [target for target in targets if target not in module_names]
+    if len(missing) == len(targets):
+        raise HftkError(
+            f"LoRA target modules {targets} match nothing in {type(model).__name__}; "
+            f"its layers include {', '.join(sorted(module_names)[:12])}: fix lora.target_modules"
+        )
+    try:
+        return get_peft_model(model, config)
+    except ValueError as error:
+        raise HftkError(f"LoRA setup failed: {str(error).splitlines()[0]}; fix lora.target_modules") from error
+
+
+def save_lora_outputs(model: PeftModel, output_dir: Path, lora: LoraSection):
+    """Save the adapter alone in `adapter/`; return what the run folder holds: merged model or adapter."""
+    model.save_pretrained(output_dir / "adapter")
+    return model.merge_and_unload() if lora.merge else model
