@@ -255,6 +255,7 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             value = yaml.safe_load(raw) if raw.strip() else None
         except yaml.YAMLError:
             value = raw
+        value = _yaml11_float(value)
         node = data
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -264,6 +265,16 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
             node = child
         node[parts[-1]] = value
     return data
+
+
+def _yaml11_float(value: Any) -> Any:
+    """YAML 1.1 reads `3e-4` (no dot) as a string; on the command line everyone means a number."""
+    if isinstance(value, str):
+        try:
+            return float(value) if any(c in value.lower() for c in "e.") and value.strip() else value
+        except ValueError:
+            return value
+    return value
 
 
 def format_validation_error(error: ValidationError, source: str) -> str:
