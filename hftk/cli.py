@@ -167,7 +167,7 @@ def evaluate(
     """Evaluate a saved model on a task's evaluation data; writes metrics.json and predictions.jsonl."""
     from hftk.finetune import finetune as run_finetune
 
-    overrides = [*(set_ or []), *_output_overrides(output_dir or Path(model) / "evaluation", True, False, None)]
+    overrides = [*(set_ or []), *_output_overrides(output_dir or Path(model) / "evaluation", False, False, None)]
     loaded = _finetune_recipe(task, recipe, model, glue_task, overrides)
     folder = run_finetune(loaded, evaluate_only=True)
     typer.echo(f"Metrics written to {folder / 'metrics.json'}")

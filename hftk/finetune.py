@@ -234,7 +234,11 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         raise HftkError("no evaluation data: pass data.validation_file (or a Hub data set with a validation split)")
     if not evaluate_only and task.train is None:
         raise HftkError("no training data: pass data.train_file (or a Hub data set with a train split)")
-    resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
+    if evaluate_only:  # writes metrics/predictions beside whatever is there; never clears the folder
+        output_dir.mkdir(parents=True, exist_ok=True)
+        resume_from = None
+    else:
+        resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
     set_seed(training.seed)
     model = build_head(recipe, task, config)
     if recipe.lora.r > 0 and not evaluate_only:
