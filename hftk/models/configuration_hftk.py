@@ -16,6 +16,10 @@ class HftkConfig(PreTrainedConfig):
     Defaults follow what makes small models train fast (pre-LN, no biases in attention
     and feed-forward, tied embeddings); `hftk convert` sets the fields that reproduce
     BERT (post-LN, biases, token types) and GPT-2 (biases, tanh GELU) exactly.
+
+    `fused_lm_loss`: when a language-model head trains with labels (train mode, grad enabled),
+    compute the loss chunk by chunk from the hidden states and return `logits=None`; the
+    (tokens, vocab) logits are most of the step's memory traffic. Eval mode returns logits.
     """
 
     vocab_size: int = 30522
@@ -39,6 +43,7 @@ class HftkConfig(PreTrainedConfig):
     attention_probs_dropout_prob: float = 0.1
     classifier_dropout: float | None = None
     initializer_range: float = 0.02
+    fused_lm_loss: bool = True
     tie_word_embeddings: bool = True
     pad_token_id: int | None = 0
     bos_token_id: int | None = None

@@ -367,8 +367,115 @@ class LMPredictionHead(nn.Module):
         self.norm = make_norm(config)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """What the decoder reads: the fused loss applies the decoder itself, chunk by chunk."""
+        return self.norm(self.act(self.transform(x)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.decoder(self.norm(self.act(self.transform(x))))
+        return self.decoder(self.features(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------------
+
+
+class _LinearCrossEntropy(torch.autograd.Function):
+    """Sum of cross-entropies of `hidden @ weight.T + bias`, computed `chunk_rows` rows at a time.
+
+    The (rows, vocab) logits never exist in full: each chunk's softmax turns into its gradient
+    in place, and the gradients of hidden, weight and bias are complete when forward returns
+    (backward only scales them). Under autocast the matmuls run in the autocast dtype, as
+    nn.Linear would, and the softmax in float32, as transformers' losses upcast logits to.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, labels, denominator, chunk_rows):
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+        accumulate = torch.promote_types(dtype, torch.float32)  # float32 softmax, or float64 if given
+        with torch.autocast(device, enabled=False):
+            h, w = hidden.to(dtype), weight.to(dtype)
+            b = bias.to(dtype) if bias is not None else None
+            rows, vocab = h.shape[0], w.shape[0]
+            grad_h = torch.empty_like(hidden)
+            grad_w = torch.zeros(weight.shape, dtype=accumulate, device=weight.device)
+            grad_b = torch.zeros(vocab, dtype=accumulate, device=weight.device) if bias is not None else None
+            total = torch.zeros((), dtype=accumulate, device=hidden.device)
+            logits_buffer = torch.empty(min(chunk_rows, rows), vocab, dtype=dtype, device=h.device)
+            partial_w = torch.empty_like(w) if dtype != accumulate else None
+            for start in range(0, rows, chunk_rows):
+                h_chunk, y = h[start : start + chunk_rows], labels[start : start + chunk_rows]
+                index = torch.arange(len(y), device=y.device)
+                logits = logits_buffer[: len(y)]
+                if b is None:
+                    torch.mm(h_chunk, w.t(), out=logits)
+                else:
+                    torch.addmm(b, h_chunk, w.t(), out=logits)
+                probs = torch.softmax(logits, dim=-1, dtype=accumulate)
+                target = probs[index, y]
+                loss = -target.log()
+                underflow = target < 1e-30  # -log(p) lost to float32 underflow: take it from logsumexp
+                if underflow.any():
+                    rows_lost = logits[underflow].to(accumulate)
+                    loss[underflow] = rows_lost.logsumexp(-1) - rows_lost.gather(1, y[underflow, None]).squeeze(1)
+                total += loss.sum()
+                probs[index, y] = target - 1  # d(loss)/d(logits) = softmax - one_hot
+                grad = probs.to(dtype)
+                grad_h[start : start + chunk_rows] = grad @ w
+                if partial_w is None:
+                    grad_w.addmm_(grad.t(), h_chunk)
+                else:
+                    grad_w += torch.mm(grad.t(), h_chunk, out=partial_w)
+                if grad_b is not None:
+                    grad_b += probs.sum(0)
+        grad_h.div_(denominator)
+        grad_w = grad_w.div_(denominator).to(weight.dtype)
+        grad_b = grad_b.div_(denominator).to(bias.dtype) if grad_b is not None else None
+        ctx.save_for_backward(grad_h, grad_w, grad_b)
+        return total / denominator
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output):
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        grad_b = grad_b * grad_output if grad_b is not None else None
+        return grad_h * grad_output, grad_w * grad_output, grad_b, None, None, None
+
+
+def linear_cross_entropy(
+    hidden: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    labels: torch.Tensor,
+    num_items_in_batch: torch.Tensor | int | None = None,
+    ignore_index: int = -100,
+    chunk_rows: int | None = None,
+) -> torch.Tensor:
+    """`F.cross_entropy(F.linear(hidden, weight, bias), labels)` without materialising the logits.
+
+    The LM head of a small model over a 30-50k vocabulary is most of a training step, and its
+    (tokens, vocab) logits, their float32 copy and their gradient are gigabytes of memory
+    traffic. Here rows with `ignore_index` are dropped first and the rest run in chunks; the
+    mean is over the kept rows, or over `num_items_in_batch` (gradient accumulation) if given.
+    """
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    labels = labels.reshape(-1).to(hidden.device)
+    keep = labels != ignore_index
+    hidden, labels = hidden[keep], labels[keep]
+    denominator = num_items_in_batch if num_items_in_batch is not None else labels.numel()
+    if torch.is_tensor(denominator):
+        denominator = denominator.to(hidden.device, torch.float32)
+    elif denominator == 0:
+        denominator = float("nan")  # a mean over nothing, as F.cross_entropy gives
+    if chunk_rows is None:
+        chunk_rows = max(64, 2**26 // weight.shape[0])  # about 64M logits (256 MB in float32) per chunk
+    return _LinearCrossEntropy.apply(hidden, weight, bias, labels, denominator, chunk_rows)
+
+
+def use_fused_lm_loss(model: PreTrainedModel, labels: torch.Tensor | None) -> bool:
+    """Training with labels: compute the LM loss from the hidden states and skip the logits."""
+    return labels is not None and model.training and torch.is_grad_enabled() and model.config.fused_lm_loss
 
 
 def classifier_dropout(config: HftkConfig) -> float:

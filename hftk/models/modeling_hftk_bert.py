@@ -21,7 +21,9 @@ from .modeling_hftk import (
     HftkTransformer,
     LMPredictionHead,
     classifier_dropout,
+    linear_cross_entropy,
     sequence_classification_loss,
+    use_fused_lm_loss,
 )
 
 
@@ -85,6 +87,7 @@ class HftkBertForMaskedLM(HftkBertPreTrainedModel):
     With `labels` and `config.sparse_prediction`, the vocabulary decoder runs only where
     `labels != -100`, and `logits` then holds those rows only, shape (num_masked, vocab);
     the loss equals the dense computation. Without labels, logits are (B, T, vocab).
+    Training with labels and `config.fused_lm_loss` returns the loss and `logits=None`.
     """
 
     _tied_weights_keys = {"head.decoder.weight": "model.encoder.embeddings.word_embeddings.weight"}
@@ -115,6 +118,13 @@ class HftkBertForMaskedLM(HftkBertPreTrainedModel):
     ) -> MaskedLMOutput:
         out = self.model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         hidden = out.last_hidden_state
+        if use_fused_lm_loss(self, labels):
+            selected = labels != -100  # only masked positions reach the head, sparse or not
+            decoder = self.head.decoder
+            loss = linear_cross_entropy(
+                self.head.features(hidden[selected]), decoder.weight, decoder.bias, labels[selected], num_items_in_batch
+            )
+            return MaskedLMOutput(loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
         loss = None
         if labels is not None and self.config.sparse_prediction:
             selected = labels != -100

@@ -5,6 +5,7 @@ may import only torch/transformers and its sibling files (relative imports).
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin
 from transformers.cache_utils import Cache
@@ -16,7 +17,14 @@ from transformers.modeling_outputs import (
 from transformers.utils import can_return_tuple
 
 from .configuration_hftk import HftkGptConfig
-from .modeling_hftk import HftkPreTrainedModel, HftkTransformer, classifier_dropout, sequence_classification_loss
+from .modeling_hftk import (
+    HftkPreTrainedModel,
+    HftkTransformer,
+    classifier_dropout,
+    linear_cross_entropy,
+    sequence_classification_loss,
+    use_fused_lm_loss,
+)
 
 
 class HftkGptPreTrainedModel(HftkPreTrainedModel):
@@ -69,7 +77,10 @@ class HftkGptModel(HftkGptPreTrainedModel):
 
 
 class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
-    """Next-token prediction; `labels` are the inputs themselves (the shift happens inside)."""
+    """Next-token prediction; `labels` are the inputs themselves (the shift happens inside).
+
+    Training with labels and `config.fused_lm_loss` returns the loss and `logits=None`.
+    """
 
     _tied_weights_keys = {"lm_head.weight": "model.decoder.embeddings.word_embeddings.weight"}
 
@@ -103,6 +114,12 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
             input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache=use_cache, **kwargs
         )
         hidden = out.last_hidden_state
+        if use_fused_lm_loss(self, labels):
+            shifted = F.pad(labels, (0, 1), value=-100)[..., 1:]  # position t predicts token t + 1
+            loss = linear_cross_entropy(hidden, self.lm_head.weight, self.lm_head.bias, shifted, num_items_in_batch)
+            return CausalLMOutputWithPast(
+                loss=loss, past_key_values=out.past_key_values, hidden_states=out.hidden_states, attentions=out.attentions
+            )
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
             hidden = hidden[:, -logits_to_keep:]
         elif isinstance(logits_to_keep, torch.Tensor):

@@ -15,6 +15,8 @@ from hftk.models import (
     HftkGptForSequenceClassification,
 )
 
+from hftk.models.modeling_hftk import linear_cross_entropy
+
 from .tiny import build, tiny_bert_config, tiny_gpt_config
 
 
@@ -35,25 +37,35 @@ def grads(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
 
 
+MLM_MODES = {
+    "fused": dict(fused_lm_loss=True),  # the training default: loss straight from the hidden states
+    "sparse": dict(fused_lm_loss=False, sparse_prediction=True),
+    "dense": dict(fused_lm_loss=False, sparse_prediction=False),
+}
+
+
 @pytest.mark.parametrize("pre_norm", [True, False])
-def test_sparse_prediction_loss_and_gradients_equal_dense(pre_norm):
+def test_fused_sparse_and_dense_mlm_losses_and_gradients_agree(pre_norm):
     ids, mask, labels = mlm_batch()
     losses, gradients = {}, {}
-    for sparse in (True, False):
-        model = build(HftkBertForMaskedLM, tiny_bert_config(sparse_prediction=sparse, pre_norm=pre_norm)).train()
+    for mode, settings in MLM_MODES.items():
+        model = build(HftkBertForMaskedLM, tiny_bert_config(pre_norm=pre_norm, **settings)).train()
         out = model(ids, attention_mask=mask, labels=labels)
         out.loss.backward()
-        losses[sparse], gradients[sparse] = out.loss, grads(model)
-        if sparse:
+        losses[mode], gradients[mode] = out.loss.detach(), grads(model)
+        if mode == "fused":
+            assert out.logits is None
+        elif mode == "sparse":
             assert out.logits.shape == (int((labels != -100).sum()), 97)
         else:
             assert out.logits.shape == (4, 12, 97)
             hand = F.cross_entropy(out.logits.reshape(-1, 97), labels.reshape(-1), ignore_index=-100)
             torch.testing.assert_close(out.loss, hand)
-    torch.testing.assert_close(losses[True], losses[False], atol=1e-6, rtol=1e-6)
-    assert gradients[True].keys() == gradients[False].keys() and len(gradients[True]) > 10
-    for name in gradients[True]:
-        torch.testing.assert_close(gradients[True][name], gradients[False][name], atol=1e-6, rtol=1e-5, msg=name)
+    for mode in ("fused", "sparse"):
+        torch.testing.assert_close(losses[mode], losses["dense"], atol=1e-6, rtol=1e-6)
+        assert gradients[mode].keys() == gradients["dense"].keys() and len(gradients[mode]) > 10
+        for name in gradients[mode]:
+            torch.testing.assert_close(gradients[mode][name], gradients["dense"][name], atol=1e-6, rtol=1e-5, msg=name)
 
 
 def test_masked_lm_without_labels_returns_dense_logits_even_when_sparse():
@@ -87,24 +99,47 @@ def micro_batch_equivalence(model, batch: dict[str, torch.Tensor], items_in_batc
         torch.testing.assert_close(grad, full_grads[name], atol=1e-6, rtol=1e-5, msg=name)
 
 
-@pytest.mark.parametrize("sparse", [True, False])
-def test_masked_lm_num_items_in_batch_makes_gradient_accumulation_exact(sparse):
+@pytest.mark.parametrize("mode", MLM_MODES)
+def test_masked_lm_num_items_in_batch_makes_gradient_accumulation_exact(mode):
     ids, mask, labels = mlm_batch()
-    model = build(HftkBertForMaskedLM, tiny_bert_config(sparse_prediction=sparse)).train()
+    model = build(HftkBertForMaskedLM, tiny_bert_config(**MLM_MODES[mode])).train()
     batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
     micro_batch_equivalence(model, batch, int((labels != -100).sum()))
 
 
-def test_causal_lm_loss_is_shifted_cross_entropy_and_accumulates_exactly():
+@pytest.mark.parametrize("fused", [True, False])
+def test_causal_lm_loss_is_shifted_cross_entropy_and_accumulates_exactly(fused):
     ids, mask, _ = mlm_batch(1)
     labels = ids.masked_fill(mask == 0, -100)
-    model = build(HftkGptForCausalLM, tiny_gpt_config()).train()
-    out = model(ids, attention_mask=mask, labels=labels)
-    hand = F.cross_entropy(out.logits[:, :-1].reshape(-1, 97), labels[:, 1:].reshape(-1), ignore_index=-100)
-    torch.testing.assert_close(out.loss, hand)
+    model = build(HftkGptForCausalLM, tiny_gpt_config(fused_lm_loss=fused)).train()
+    loss = model(ids, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    trained = grads(model)
+    reference = build(HftkGptForCausalLM, tiny_gpt_config(fused_lm_loss=fused)).train()
+    logits = reference(ids, attention_mask=mask).logits  # no labels: plain logits in any mode
+    hand = F.cross_entropy(logits[:, :-1].reshape(-1, 97), labels[:, 1:].reshape(-1), ignore_index=-100)
+    hand.backward()
+    torch.testing.assert_close(loss, hand, atol=1e-6, rtol=1e-6)
+    for name, grad in grads(reference).items():
+        torch.testing.assert_close(trained[name], grad, atol=1e-6, rtol=1e-5, msg=name)
     model.zero_grad()
     batch = {"input_ids": ids, "attention_mask": mask, "labels": labels}
     micro_batch_equivalence(model, batch, int((labels[:, 1:] != -100).sum()))
+
+
+def test_fused_lm_loss_under_bf16_autocast_matches_the_logits_path():
+    ids, mask, _ = mlm_batch(2)
+    results = {}
+    for fused in (True, False):
+        model = build(HftkGptForCausalLM, tiny_gpt_config(fused_lm_loss=fused, vocab_size=97)).train()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100)).loss
+        loss.backward()
+        results[fused] = (loss.detach(), grads(model))
+    assert results[True][0].dtype == results[False][0].dtype == torch.float32
+    torch.testing.assert_close(results[True][0], results[False][0], atol=1e-3, rtol=1e-3)
+    for name, grad in results[False][1].items():
+        torch.testing.assert_close(results[True][1][name], grad, atol=2e-3, rtol=2e-2, msg=name)
 
 
 SEQUENCE_HEADS = {"bert": (HftkBertForSequenceClassification, tiny_bert_config), "gpt": (HftkGptForSequenceClassification, tiny_gpt_config)}
@@ -171,3 +206,37 @@ def test_token_classification_and_question_answering_losses():
     hand = (F.cross_entropy(out.start_logits, start) + F.cross_entropy(out.end_logits, end)) / 2
     assert out.start_logits.shape == out.end_logits.shape == (3, 8)
     torch.testing.assert_close(out.loss, hand)
+
+
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_linear_cross_entropy_equals_cross_entropy_of_linear(with_bias):
+    torch.manual_seed(0)
+    hidden = torch.randn(2, 9, 8, dtype=torch.float64)
+    weight = torch.randn(13, 8, dtype=torch.float64)
+    bias = torch.randn(13, dtype=torch.float64) if with_bias else None
+    labels = torch.randint(0, 13, (2, 9))
+    labels[0, :3] = -100
+    for num_items in (None, torch.tensor(40)):
+        inputs = [t.clone().requires_grad_() for t in (hidden, weight) + ((bias,) if with_bias else ())]
+        ours = linear_cross_entropy(inputs[0], inputs[1], inputs[2] if with_bias else None, labels, num_items, chunk_rows=4)
+        (ours * 2.5).backward()  # the upstream gradient is applied in backward
+        reference_inputs = [t.detach().clone().requires_grad_() for t in inputs]
+        logits = F.linear(reference_inputs[0], reference_inputs[1], reference_inputs[2] if with_bias else None)
+        reduction = "mean" if num_items is None else "sum"
+        reference = F.cross_entropy(logits.reshape(-1, 13), labels.reshape(-1), reduction=reduction)
+        reference = reference if num_items is None else reference / num_items
+        (reference * 2.5).backward()
+        torch.testing.assert_close(ours, reference)
+        for mine, theirs in zip(inputs, reference_inputs):
+            torch.testing.assert_close(mine.grad, theirs.grad)
+
+
+def test_linear_cross_entropy_survives_a_target_probability_below_float32_range():
+    hidden = torch.tensor([[1.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    weight = torch.tensor([[150.0, 0.0], [-150.0, 0.0], [0.0, 1.0]], requires_grad=True)
+    labels = torch.tensor([1, 2])  # row 0: the target logit is 300 below the best, p = e^-300
+    loss = linear_cross_entropy(hidden, weight, None, labels)
+    reference = F.cross_entropy(F.linear(hidden.double(), weight.double()), labels)
+    assert torch.isfinite(loss) and loss.item() == pytest.approx(reference.item(), rel=1e-6)
+    loss.backward()
+    assert torch.isfinite(hidden.grad).all() and torch.isfinite(weight.grad).all()
