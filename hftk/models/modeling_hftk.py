@@ -46,9 +46,10 @@ class RotaryEmbedding(nn.Module):
 
     @torch.no_grad()
     def forward(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin of shape (B or 1, T, D); attention inserts the head dimensions it needs."""
         angles = position_ids[..., None].float() * self.inv_freq  # (B or 1, T, D/2)
         angles = torch.cat((angles, angles), dim=-1)  # (B or 1, T, D)
-        return angles.cos().to(dtype)[:, None], angles.sin().to(dtype)[:, None]  # broadcast over heads
+        return angles.cos().to(dtype), angles.sin().to(dtype)
 
 
 def rotate_half(x: torch.Tensor) -> torch.Tensor:
@@ -174,10 +175,16 @@ class SelfAttention(nn.Module):
         **kwargs,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         batch, length, _ = x.shape
-        q, k, v = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim)
         if rotary is not None:
-            cos, sin = rotary
-            q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+            # One rotation for queries and keys together, on memory that is contiguous per token,
+            # in the projection's dtype (bf16 under autocast: no float32 round trip before SDPA).
+            cos, sin = (t.to(qkv.dtype)[:, :, None, None, :] for t in rotary)
+            q, k = apply_rotary(qkv[:, :, :2], cos, sin).unbind(2)
+        else:
+            q, k = qkv[:, :, 0], qkv[:, :, 1]
+        # (B, H, T, D) views of (B, T, H, D) memory: SDPA reads strides, so no copies here.
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
@@ -325,7 +332,7 @@ class HftkTransformer(nn.Module):
             position_ids = torch.arange(past_length, past_length + length, device=reference.device)[None]
 
         x = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids)
-        rotary = self.rotary(position_ids, x.dtype) if self.rotary is not None else None
+        rotary = self.rotary(position_ids, torch.float32) if self.rotary is not None else None
         if self.is_causal:
             mask = create_causal_mask(
                 config=self.config,
@@ -384,9 +391,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
     """Sum of cross-entropies of `hidden @ weight.T + bias`, computed `chunk_rows` rows at a time.
 
     The (rows, vocab) logits never exist in full: each chunk's softmax turns into its gradient
-    in place, and the gradients of hidden, weight and bias are complete when forward returns
-    (backward only scales them). Under autocast the matmuls run in the autocast dtype, as
-    nn.Linear would, and the softmax in float32, as transformers' losses upcast logits to.
+    in place, in buffers allocated once (on CPU a fresh tensor of this size costs more in page
+    faults than the softmax itself), and the gradients of hidden, weight and bias are complete
+    when forward returns; backward only scales them. Under autocast the matmuls run in the
+    autocast dtype, as nn.Linear would, and the softmax in float32, as transformers' LM losses
+    upcast logits to.
     """
 
     @staticmethod
@@ -402,33 +411,39 @@ class _LinearCrossEntropy(torch.autograd.Function):
             grad_w = torch.zeros(weight.shape, dtype=accumulate, device=weight.device)
             grad_b = torch.zeros(vocab, dtype=accumulate, device=weight.device) if bias is not None else None
             total = torch.zeros((), dtype=accumulate, device=hidden.device)
-            logits_buffer = torch.empty(min(chunk_rows, rows), vocab, dtype=dtype, device=h.device)
-            partial_w = torch.empty_like(w) if dtype != accumulate else None
+            buffer_rows = min(chunk_rows, rows)
+            logits_buffer = torch.empty(buffer_rows, vocab, dtype=dtype, device=h.device)
+            mixed = dtype != accumulate
+            probs_buffer = torch.empty(buffer_rows, vocab, dtype=accumulate, device=h.device) if mixed else logits_buffer
+            partial_w = torch.empty_like(w) if mixed else None
             for start in range(0, rows, chunk_rows):
                 h_chunk, y = h[start : start + chunk_rows], labels[start : start + chunk_rows]
                 index = torch.arange(len(y), device=y.device)
-                logits = logits_buffer[: len(y)]
+                logits, probs = logits_buffer[: len(y)], probs_buffer[: len(y)]
                 if b is None:
                     torch.mm(h_chunk, w.t(), out=logits)
                 else:
                     torch.addmm(b, h_chunk, w.t(), out=logits)
-                probs = torch.softmax(logits, dim=-1, dtype=accumulate)
+                if mixed:
+                    probs.copy_(logits)
+                torch.ops.aten._softmax.out(probs, -1, False, out=probs)  # in place, row by row
                 target = probs[index, y]
                 loss = -target.log()
                 underflow = target < 1e-30  # -log(p) lost to float32 underflow: take it from logsumexp
                 if underflow.any():
-                    rows_lost = logits[underflow].to(accumulate)
+                    rows_lost = F.linear(h_chunk[underflow], w, b).to(accumulate)  # rare: recompute those rows
                     loss[underflow] = rows_lost.logsumexp(-1) - rows_lost.gather(1, y[underflow, None]).squeeze(1)
                 total += loss.sum()
                 probs[index, y] = target - 1  # d(loss)/d(logits) = softmax - one_hot
-                grad = probs.to(dtype)
-                grad_h[start : start + chunk_rows] = grad @ w
-                if partial_w is None:
-                    grad_w.addmm_(grad.t(), h_chunk)
-                else:
-                    grad_w += torch.mm(grad.t(), h_chunk, out=partial_w)
                 if grad_b is not None:
                     grad_b += probs.sum(0)
+                grad = logits.copy_(probs) if mixed else probs
+                if mixed:
+                    grad_h[start : start + chunk_rows] = grad @ w
+                    grad_w += torch.mm(grad.t(), h_chunk, out=partial_w)
+                else:
+                    torch.mm(grad, w, out=grad_h[start : start + chunk_rows])
+                    grad_w.addmm_(grad.t(), h_chunk)
         grad_h.div_(denominator)
         grad_w = grad_w.div_(denominator).to(weight.dtype)
         grad_b = grad_b.div_(denominator).to(bias.dtype) if grad_b is not None else None
@@ -469,7 +484,7 @@ def linear_cross_entropy(
     elif denominator == 0:
         denominator = float("nan")  # a mean over nothing, as F.cross_entropy gives
     if chunk_rows is None:
-        chunk_rows = max(64, 2**26 // weight.shape[0])  # about 64M logits (256 MB in float32) per chunk
+        chunk_rows = max(64, 2**25 // weight.shape[0])  # about 32M logits (128 MB in float32) per chunk
     return _LinearCrossEntropy.apply(hidden, weight, bias, labels, denominator, chunk_rows)
 
 
