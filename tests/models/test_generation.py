@@ -71,3 +71,33 @@ def test_batched_left_padded_generation_equals_one_by_one(position, implementati
     for i, prompt in enumerate(prompts):
         alone = model.generate(torch.tensor([prompt]), max_new_tokens=NEW_TOKENS, do_sample=False)
         assert batched[i, width:].tolist() == alone[0, len(prompt) :].tolist()
+
+
+def test_decoding_projection_equals_lm_head_and_follows_weight_updates():
+    """The transposed-weight copy used when decoding must never serve stale weights."""
+    model = build(HftkGptForCausalLM, tiny_gpt_config())  # tied: lm_head.weight is the embedding
+    hidden = torch.randn(3, 1, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model._project(hidden), model.lm_head(hidden), atol=1e-5, rtol=1e-5)
+        assert model._decode_weight is not None
+        model.lm_head.weight.mul_(2.0)  # in place, as an optimizer step updates it
+        torch.testing.assert_close(model._project(hidden), model.lm_head(hidden), atol=1e-5, rtol=1e-5)
+        model.load_state_dict(build(HftkGptForCausalLM, tiny_gpt_config(), seed=5).state_dict())
+        torch.testing.assert_close(model._project(hidden), model.lm_head(hidden), atol=1e-5, rtol=1e-5)
+    # A real training step, then decoding again.
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
+    ids = torch.randint(3, 97, (2, 8))
+    model(ids, labels=ids).loss.backward()
+    optimizer.step()
+    model.eval()
+    model.generation_config.eos_token_id = None  # decode all 6 tokens
+    with torch.no_grad():
+        torch.testing.assert_close(model._project(hidden), model.lm_head(hidden), atol=1e-5, rtol=1e-5)
+        prompt = torch.tensor([[5, 17, 33]])
+        assert model.generate(prompt, max_new_tokens=6, do_sample=False).tolist() == greedy_by_hand(model, prompt, 6).tolist()
+    # Many rows (a full forward) take the ordinary path.
+    model._decode_weight = None
+    with torch.no_grad():
+        model(torch.randint(3, 97, (4, 8)), use_cache=False)
+    assert model._decode_weight is None
