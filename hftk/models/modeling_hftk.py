@@ -408,14 +408,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
             b = bias.to(dtype) if bias is not None else None
             rows, vocab = h.shape[0], w.shape[0]
             grad_h = torch.empty_like(hidden)
-            grad_w = torch.zeros(weight.shape, dtype=accumulate, device=weight.device)
+            mixed = dtype != accumulate
+            # Mixed precision accumulates grad_w transposed, (hidden, vocab): that bf16 product is
+            # about 1.4x faster on CPU than the (vocab, hidden) one; float32 is layout-neutral.
+            grad_w = torch.zeros(weight.shape[::-1] if mixed else weight.shape, dtype=accumulate, device=weight.device)
             grad_b = torch.zeros(vocab, dtype=accumulate, device=weight.device) if bias is not None else None
             total = torch.zeros((), dtype=accumulate, device=hidden.device)
             buffer_rows = min(chunk_rows, rows)
             logits_buffer = torch.empty(buffer_rows, vocab, dtype=dtype, device=h.device)
-            mixed = dtype != accumulate
             probs_buffer = torch.empty(buffer_rows, vocab, dtype=accumulate, device=h.device) if mixed else logits_buffer
-            partial_w = torch.empty_like(w) if mixed else None
+            partial_w = torch.empty_like(grad_w, dtype=dtype) if mixed else None
             for start in range(0, rows, chunk_rows):
                 h_chunk, y = h[start : start + chunk_rows], labels[start : start + chunk_rows]
                 index = torch.arange(len(y), device=y.device)
@@ -440,12 +442,13 @@ class _LinearCrossEntropy(torch.autograd.Function):
                 grad = logits.copy_(probs) if mixed else probs
                 if mixed:
                     grad_h[start : start + chunk_rows] = grad @ w
-                    grad_w += torch.mm(grad.t(), h_chunk, out=partial_w)
+                    grad_w += torch.mm(h_chunk.t(), grad, out=partial_w)
                 else:
                     torch.mm(grad, w, out=grad_h[start : start + chunk_rows])
                     grad_w.addmm_(grad.t(), h_chunk)
         grad_h.div_(denominator)
-        grad_w = grad_w.div_(denominator).to(weight.dtype)
+        grad_w = grad_w.t() if mixed else grad_w
+        grad_w = grad_w.div_(denominator).to(weight.dtype).contiguous()
         grad_b = grad_b.div_(denominator).to(bias.dtype) if grad_b is not None else None
         ctx.save_for_backward(grad_h, grad_w, grad_b)
         return total / denominator
