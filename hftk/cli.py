@@ -173,6 +173,26 @@ def evaluate(
     typer.echo(f"Metrics written to {folder / 'metrics.json'}")
 
 
+@app.command("run")
+def run_pipeline_command(
+    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (see hftk/recipes/pipeline-*.yaml).")],
+    set_: Annotated[
+        Optional[list[str]],
+        typer.Option(
+            "--set", "-s", help="Override a key: output_dir=..., pretrain.training.max_steps=..., finetune.NAME.KEY=... (repeatable)."
+        ),
+    ] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Run every stage again, even finished ones.")] = False,
+) -> None:
+    """Pretrain, fine-tune every task (and a random-init baseline), then write report.md with plots.
+
+    Finished stages are skipped on a re-run; an interrupted stage resumes from its checkpoint.
+    """
+    from hftk.pipeline import load_pipeline, run_pipeline
+
+    run_pipeline(load_pipeline(pipeline, set_ or []), overwrite=overwrite, echo=typer.echo)
+
+
 @recipes_app.command("list")
 def recipes_list() -> None:
     """List the shipped recipes with the first line of their description."""

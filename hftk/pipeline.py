@@ -1,0 +1,323 @@
+"""`hftk run PIPELINE.yaml`: pretrain, fine-tune every task on the result (and on a random twin), report.
+
+One YAML file answers "does my pretraining help, and by how much?": the pretrained model
+and a randomly initialised model of the same architecture and tokenizer (the baseline)
+are fine-tuned identically on each task, and `report.md` puts the numbers side by side.
+
+Every stage writes its own run folder under `output_dir`; a folder holding `metrics.json`
+is finished and skipped on a re-run, an interrupted one resumes from its checkpoint. All
+stage recipes are built and validated before anything runs, so a typo fails in a second.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from hftk.errors import HftkError
+from hftk.recipe import FinetuneRecipe, PretrainRecipe, Section, apply_overrides, read_yaml, resolve_recipe_path, validate
+from hftk.run_outputs import FINISHED_MARKER
+
+PRETRAIN_STAGE = "pretrain"
+BASELINE_INIT_STAGE = "baseline-init"
+BASELINE_PREFIX = "baseline-"
+STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+Echo = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Schema
+# ---------------------------------------------------------------------------------------------
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class PretrainSpec(Section):
+    """A pretrain recipe inline, or `recipe: NAME_OR_PATH` plus `set` overrides (or both: inline wins)."""
+
+    recipe: str | None = None
+    set: list[str] = Field(default_factory=list)
+    objective: Literal["mlm", "clm"] | None = None
+    model: dict[str, Any] | None = None
+    tokenizer: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+
+    _lists = field_validator("set", mode="before")(_as_list)
+
+
+class FinetuneStage(Section):
+    """One fine-tuning task run on the pretrained model (and on the baseline)."""
+
+    name: str
+    task: Literal["glue", "classification", "qa", "ner", "generation"]
+    recipe: str | None = Field(None, description="default: finetune-TASK")
+    set: list[str] = Field(default_factory=list)
+    model: dict[str, Any] | None = None
+    data: dict[str, Any] | None = None
+    training: dict[str, Any] | None = None
+    lora: dict[str, Any] | None = None
+    generation: dict[str, Any] | None = None
+
+    _lists = field_validator("set", mode="before")(_as_list)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if not STAGE_NAME.match(value) or value in (PRETRAIN_STAGE, BASELINE_INIT_STAGE) or value.startswith(BASELINE_PREFIX):
+            raise ValueError(
+                f"stage name {value!r} must be a folder name (letters, digits, '_', '.', '-'), "
+                f"not {PRETRAIN_STAGE!r} and not starting with {BASELINE_PREFIX!r}"
+            )
+        return value
+
+
+class BaselineSpec(Section):
+    """Random initialisation of the pretrained architecture, fine-tuned like the pretrained model."""
+
+    seed: int = 0
+
+
+class PushSpec(Section):
+    """Upload every trained model folder to `<hub_model_id_prefix>-<stage>`."""
+
+    hub_model_id_prefix: str
+    private: bool = False
+
+
+class Pipeline(Section):
+    """`hftk run`: where everything goes, the pretraining, the fine-tuning stages, baseline, push."""
+
+    output_dir: str = "runs/pipeline"
+    pretrain: PretrainSpec
+    finetune: list[FinetuneStage] = Field(default_factory=list)
+    baseline: BaselineSpec | None = None
+    push: PushSpec | None = None
+
+    @field_validator("baseline", mode="before")
+    @classmethod
+    def _baseline_flag(cls, value: Any) -> Any:
+        if value is True:
+            return {}
+        return None if value is False else value
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> Pipeline:
+        names = [stage.name for stage in self.finetune]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"finetune stage names must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading: pipeline YAML + --set → validated pipeline and one validated recipe per stage
+# ---------------------------------------------------------------------------------------------
+
+
+class LoadedPipeline:
+    """The validated pipeline with the recipe every stage will run (paths already filled in)."""
+
+    def __init__(self, spec: Pipeline, pretrain: PretrainRecipe, finetune: dict[str, FinetuneRecipe]) -> None:
+        self.spec = spec
+        self.pretrain = pretrain
+        self.finetune = finetune
+        self.output_dir = Path(spec.output_dir)
+
+    def stage_dir(self, name: str) -> Path:
+        return self.output_dir / name
+
+
+def split_overrides(overrides: list[str], stage_names: list[str]) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """Route `--set` items: `pretrain.KEY=V`, `finetune.NAME.KEY=V` / `finetune.*.KEY=V`, or a pipeline key."""
+    top, pretrain, stages = [], [], {name: [] for name in stage_names}
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        parts = key.strip().split(".")
+        if parts[0] == "pretrain" and len(parts) > 1 and parts[1] not in ("recipe", "set"):
+            pretrain.append(f"{'.'.join(parts[1:])}={value}")
+        elif parts[0] == "finetune" and len(parts) > 2:
+            targets = stage_names if parts[1] == "*" else [parts[1]]
+            if parts[1] != "*" and parts[1] not in stages:
+                raise HftkError(f"--set {key}: no finetune stage {parts[1]!r}; stages: {', '.join(stage_names) or 'none'}")
+            for name in targets:
+                stages[name].append(f"{'.'.join(parts[2:])}={value}")
+        else:
+            top.append(item)
+    return top, pretrain, stages
+
+
+def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> LoadedPipeline:
+    """Read and validate a pipeline file and build every stage's recipe; nothing runs yet."""
+    path = Path(path)
+    if not path.is_file():
+        raise HftkError(f"pipeline file {path} not found: pass a YAML file (see hftk/recipes/pipeline-*.yaml)")
+    data = read_yaml(path)
+    stage_names = [s.get("name") for s in data.get("finetune") or [] if isinstance(s, dict) and s.get("name")]
+    top, pretrain_sets, stage_sets = split_overrides(overrides or [], stage_names)
+    apply_overrides(data, top)
+    spec = validate(Pipeline, data, str(path))
+    output_dir = Path(spec.output_dir)
+    pretrain = build_pretrain_recipe(spec.pretrain, pretrain_sets, output_dir / PRETRAIN_STAGE)
+    finetune = {
+        stage.name: build_finetune_recipe(stage, stage_sets.get(stage.name, []), output_dir / stage.name, output_dir / PRETRAIN_STAGE)
+        for stage in spec.finetune
+    }
+    return LoadedPipeline(spec, pretrain, finetune)
+
+
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _recipe_data(spec: Section, recipe_name: str | None, inline_keys: tuple[str, ...]) -> dict[str, Any]:
+    data = read_yaml(resolve_recipe_path(recipe_name)) if recipe_name else {}
+    inline = {key: getattr(spec, key) for key in inline_keys if getattr(spec, key) is not None}
+    return _deep_merge(data, inline)
+
+
+def _output_overrides(output_dir: Path) -> list[str]:
+    return [f"output.output_dir={output_dir}", "output.overwrite=false", "output.push_to_hub=false"]
+
+
+def build_pretrain_recipe(spec: PretrainSpec, extra_sets: list[str], output_dir: Path) -> PretrainRecipe:
+    data = _recipe_data(spec, spec.recipe, ("objective", "model", "tokenizer", "data", "training"))
+    data.pop("output", None)  # the pipeline decides where every stage goes
+    apply_overrides(data, [*spec.set, *extra_sets, *_output_overrides(output_dir)])
+    return validate(PretrainRecipe, data, "pipeline key pretrain")
+
+
+def build_finetune_recipe(stage: FinetuneStage, extra_sets: list[str], output_dir: Path, model_dir: Path) -> FinetuneRecipe:
+    data = _recipe_data(stage, stage.recipe or f"finetune-{stage.task}", ("model", "data", "training", "lora", "generation"))
+    data.pop("output", None)
+    data["task"] = stage.task
+    apply_overrides(data, [*stage.set, *extra_sets])
+    if (data.get("model") or {}).get("name_or_path"):
+        raise HftkError(f"finetune stage {stage.name}: model.name_or_path is set by the pipeline (the pretrained model); remove it")
+    apply_overrides(data, [f"model.name_or_path={model_dir}", *_output_overrides(output_dir)])
+    return validate(FinetuneRecipe, data, f"pipeline finetune stage {stage.name}")
+
+
+def with_model(recipe: FinetuneRecipe, model_dir: Path, output_dir: Path) -> FinetuneRecipe:
+    """The same fine-tuning recipe, started from another model into another folder (the baseline)."""
+    twin = recipe.model_copy(deep=True)
+    twin.model.name_or_path = str(model_dir)
+    twin.output.output_dir = str(output_dir)
+    return twin
+
+
+# ---------------------------------------------------------------------------------------------
+# Running
+# ---------------------------------------------------------------------------------------------
+
+
+def stage_state(folder: Path) -> Literal["finished", "interrupted", "partial", "new"]:
+    """finished: metrics.json; interrupted: a checkpoint to resume; partial: a folder with neither."""
+    from hftk.training.checkpoint import latest_checkpoint
+
+    if (folder / FINISHED_MARKER).is_file():
+        return "finished"
+    if latest_checkpoint(folder) is not None:
+        return "interrupted"
+    return "partial" if folder.exists() else "new"
+
+
+def run_stage(name: str, recipe, run: Callable[..., Path], echo: Echo, overwrite: bool) -> None:
+    """Run one stage unless finished; resume an interrupted one; restart a partial one."""
+    folder = Path(recipe.output.output_dir)
+    state = stage_state(folder)
+    if overwrite and state != "new":
+        state = "partial"  # start over
+    if state == "finished":
+        echo(f"skipping finished stage {name} ({folder})")
+        return
+    recipe = recipe.model_copy(deep=True)
+    recipe.output.overwrite = state == "partial"
+    if state == "interrupted":
+        echo(f"resuming stage {name} from its last checkpoint ({folder})")
+    else:
+        echo(f"running stage {name} -> {folder}")
+    run(recipe, resume=state == "interrupted")
+
+
+def write_random_twin(pretrained: Path, folder: Path, seed: int, objective: str, overwrite: bool, echo: Echo) -> None:
+    """Save a randomly initialised model of the pretrained config, with the pretrained tokenizer."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+
+    from hftk.data.tokenizer import load_tokenizer
+    from hftk.run_outputs import write_model_folder
+    from hftk.training.checkpoint import write_json_atomic
+
+    if (folder / FINISHED_MARKER).is_file() and not overwrite:
+        echo(f"skipping finished stage {BASELINE_INIT_STAGE} ({folder})")
+        return
+    echo(f"running stage {BASELINE_INIT_STAGE} -> {folder} (random initialisation, seed {seed})")
+    auto_class = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
+    config = AutoConfig.from_pretrained(pretrained)
+    torch.manual_seed(seed)
+    model = auto_class.from_config(config)
+    staging = folder.with_name(f".{folder.name}.tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    write_model_folder(model, load_tokenizer(str(pretrained)), staging)
+    write_json_atomic(staging / FINISHED_MARKER, {"seed": seed, "num_parameters": model.num_parameters()})
+    shutil.rmtree(folder, ignore_errors=True)
+    os.replace(staging, folder)
+
+
+def trained_stages(pipeline: LoadedPipeline) -> list[str]:
+    """Stage folder names in run order (the random-init folder is not a trained model)."""
+    names = [PRETRAIN_STAGE, *pipeline.finetune]
+    if pipeline.spec.baseline is not None:
+        names += [BASELINE_PREFIX + name for name in pipeline.finetune]
+    return names
+
+
+def run_pipeline(pipeline: LoadedPipeline, *, overwrite: bool = False, echo: Echo = print) -> Path:
+    """Run every stage (skipping finished ones), write the report, push if asked; return report.md."""
+    from hftk.finetune import finetune
+    from hftk.pretrain import pretrain
+    from hftk.report import write_report
+
+    pipeline.output_dir.mkdir(parents=True, exist_ok=True)
+    pretrained = pipeline.stage_dir(PRETRAIN_STAGE)
+    run_stage(PRETRAIN_STAGE, pipeline.pretrain, pretrain, echo, overwrite)
+    for name, recipe in pipeline.finetune.items():
+        run_stage(name, recipe, finetune, echo, overwrite)
+    if pipeline.spec.baseline is not None:
+        init = pipeline.stage_dir(BASELINE_INIT_STAGE)
+        write_random_twin(pretrained, init, pipeline.spec.baseline.seed, pipeline.pretrain.objective, overwrite, echo)
+        for name, recipe in pipeline.finetune.items():
+            twin = with_model(recipe, init, pipeline.stage_dir(BASELINE_PREFIX + name))
+            run_stage(BASELINE_PREFIX + name, twin, finetune, echo, overwrite)
+    report = write_report(pipeline)
+    echo(f"report written to {report}")
+    if pipeline.spec.push is not None:
+        push_all(pipeline, echo)
+    return report
+
+
+def push_all(pipeline: LoadedPipeline, echo: Echo) -> None:
+    """Upload each trained model folder to `<prefix>-<stage>`."""
+    from hftk.hub import push_folder
+
+    push = pipeline.spec.push
+    for name in trained_stages(pipeline):
+        url = push_folder(pipeline.stage_dir(name), f"{push.hub_model_id_prefix}-{name}", private=push.private)
+        echo(f"pushed {name} to {url}")
