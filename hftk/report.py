@@ -103,25 +103,41 @@ def _save(figure, path: Path) -> None:
     tmp.replace(path)
 
 
+def loss_panels(stages: dict[str, dict]) -> dict[str, dict[str, list[dict]]]:
+    """Panel title -> {curve label -> log history}: pretraining alone, each task with its baseline."""
+    from hftk.pipeline import BASELINE_PREFIX
+
+    panels: dict[str, dict[str, list[dict]]] = {}
+    for name, stage in stages.items():
+        if name.startswith(BASELINE_PREFIX) and name.removeprefix(BASELINE_PREFIX) in panels:
+            panels[name.removeprefix(BASELINE_PREFIX)]["baseline"] = stage["log_history"]
+        else:
+            panels[name] = {"pretrained" if name != "pretrain" else "": stage["log_history"]}
+    return panels
+
+
 def plot_loss_curves(stages: dict[str, dict], path: Path) -> None:
-    """One panel per stage: train loss and eval loss against optimizer steps."""
-    columns = min(3, len(stages))
-    rows = math.ceil(len(stages) / columns)
-    figure, axes = plt.subplots(rows, columns, figsize=(4.5 * columns, 3.2 * rows), dpi=100, squeeze=False)
-    for axis, (name, stage) in zip(axes.flat, stages.items()):
-        history = stage["log_history"]
-        train = [(r["step"], r["loss"]) for r in history if "loss" in r]
-        evals = [(r["step"], r["eval_loss"]) for r in history if "eval_loss" in r]
-        if train:
-            axis.plot(*zip(*train), label="train")
-        if evals:
-            axis.plot(*zip(*evals), marker="o", label="eval")
-        axis.set_title(name)
+    """One panel per task (pretrained and baseline runs), plus pretraining: train and eval loss by step."""
+    panels = loss_panels(stages)
+    columns = min(2, len(panels))
+    rows = math.ceil(len(panels) / columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.4 * rows), dpi=100, squeeze=False)
+    for axis, (title, curves) in zip(axes.flat, panels.items()):
+        for index, (label, history) in enumerate(curves.items()):
+            color = f"C{index}"
+            prefix = f"{label} " if label else ""
+            train = [(r["step"], r["loss"]) for r in history if "loss" in r]
+            evals = [(r["step"], r["eval_loss"]) for r in history if "eval_loss" in r]
+            if train:
+                axis.plot(*zip(*train), color=color, alpha=0.6, label=f"{prefix}train")
+            if evals:
+                axis.plot(*zip(*evals), color=color, marker="o", linestyle="--", label=f"{prefix}eval")
+        axis.set_title(title)
         axis.set_xlabel("step")
         axis.set_ylabel("loss")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
-    for axis in list(axes.flat)[len(stages) :]:
+    for axis in list(axes.flat)[len(panels) :]:
         axis.axis("off")
     _save(figure, path)
 

@@ -1,0 +1,216 @@
+"""`hftk run PIPELINE.yaml` end to end, as a user runs it: tiny model, tiny slices of the shared data."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+SHARED = Path(os.environ.get("HFTK_SHARED_DIR", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
+DATA = SHARED / "data"
+STAGES = ["pretrain", "fine_foods", "cloze", "wnut16", "baseline-fine_foods", "baseline-cloze", "baseline-wnut16"]
+FINETUNE_TRAINING = {
+    "max_steps": 4,
+    "num_train_epochs": None,
+    "eval_steps": 2,
+    "logging_steps": 1,
+    "per_device_train_batch_size": 8,
+    "num_threads": 1,
+    "report_to": [],
+}
+
+
+def tiny_pipeline(tmp: Path) -> dict:
+    corpus = tmp / "austen.txt"
+    corpus.write_text("\n".join((DATA / "pretrain" / "austen.txt").read_text().splitlines()[:400]) + "\n")
+
+    def files(folder: str) -> dict:
+        return {"train_file": str(DATA / folder / "train.jsonl"), "validation_file": str(DATA / folder / "test.jsonl")}
+
+    return {
+        "output_dir": str(tmp / "out"),
+        "pretrain": {
+            "recipe": "pretrain-default",
+            "set": ["training.max_steps=20"],
+            "model": {"config": {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64}},
+            "tokenizer": {"vocab_size": 300},
+            "data": {"train_files": [str(corpus)], "validation_split_percentage": 10},
+            "training": {
+                "per_device_train_batch_size": 8,
+                "per_device_eval_batch_size": 8,
+                "max_time_minutes": None,
+                "eval_steps": 4,
+                "logging_steps": 2,
+                "save_steps": 4,
+                "num_threads": 1,
+                "report_to": [],
+            },
+        },
+        "finetune": [
+            {
+                "name": "fine_foods",
+                "task": "classification",
+                "data": {**files("classification/fine_foods"), "max_train_samples": 64, "max_eval_samples": 32, "max_seq_length": 64},
+                "training": dict(FINETUNE_TRAINING),
+            },
+            {
+                "name": "cloze",
+                "task": "qa",
+                "set": ["data.version_2_with_negative=true"],
+                "data": {**files("qa/brown_cloze"), "max_train_samples": 32, "max_eval_samples": 16, "doc_stride": 32, "max_seq_length": 128},
+                "training": dict(FINETUNE_TRAINING),
+            },
+            {
+                "name": "wnut16",
+                "task": "ner",
+                "data": {**files("ner/wnut16"), "max_train_samples": 64, "max_eval_samples": 32, "max_seq_length": 64},
+                "training": dict(FINETUNE_TRAINING),
+            },
+        ],
+        "baseline": {"seed": 3},
+    }
+
+
+def run_hftk(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "hftk", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    path = write_yaml(tmp / "pipeline.yaml", tiny_pipeline(tmp))
+    result = run_hftk("run", str(path), "--set", "finetune.*.training.max_steps=3", "--set", "pretrain.training.max_steps=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return path, tmp / "out", result
+
+
+def metrics(folder: Path) -> dict:
+    return json.loads((folder / "metrics.json").read_text())
+
+
+def test_every_stage_runs_into_its_folder_with_set_overrides_applied(pipeline_run):
+    _, out, result = pipeline_run
+    for stage in [*STAGES, "baseline-init"]:
+        assert f"running stage {stage} ->" in result.stdout
+        assert (out / stage / "metrics.json").is_file(), stage
+    assert metrics(out / "pretrain")["train_steps"] == 8  # --set pretrain.* beat the pipeline's own set
+    for stage in STAGES[1:]:
+        assert metrics(out / stage)["train_steps"] == 3  # --set finetune.*.* reached every stage
+    for stage in ("fine_foods", "cloze", "wnut16"):
+        recipe = yaml.safe_load((out / stage / "recipe.yaml").read_text())
+        twin = yaml.safe_load((out / f"baseline-{stage}" / "recipe.yaml").read_text())
+        assert recipe["model"]["name_or_path"] == str(out / "pretrain")
+        assert twin["model"]["name_or_path"] == str(out / "baseline-init")
+        assert recipe["data"] == twin["data"] and recipe["training"] == twin["training"]
+
+
+def test_baseline_is_a_seeded_random_twin_of_the_pretrained_model(pipeline_run):
+    from transformers import AutoConfig, AutoModelForMaskedLM
+
+    import hftk  # noqa: F401  (registers hftk_bert)
+
+    _, out, _ = pipeline_run
+    pretrained, init = out / "pretrain", out / "baseline-init"
+    assert json.loads((init / "config.json").read_text())["hidden_size"] == 32
+    assert (init / "tokenizer.json").read_text() == (pretrained / "tokenizer.json").read_text()
+    torch.manual_seed(3)
+    reference = AutoModelForMaskedLM.from_config(AutoConfig.from_pretrained(pretrained)).state_dict()
+    saved, trained = load_file(init / "model.safetensors"), load_file(pretrained / "model.safetensors")
+    for name, tensor in saved.items():
+        torch.testing.assert_close(tensor, reference[name], rtol=0, atol=0)
+    embeddings = next(name for name in saved if "word_embeddings" in name)
+    assert not torch.allclose(saved[embeddings], trained[embeddings])
+
+
+def test_report_holds_the_stage_metrics_and_plots(pipeline_run):
+    _, out, _ = pipeline_run
+    report = json.loads((out / "report.json").read_text())
+    for stage in STAGES:
+        assert report["stages"][stage]["metrics"] == metrics(out / stage)
+    assert report["pretrain"]["eval_loss"] == metrics(out / "pretrain")["eval_loss"]
+    main = {row["stage"]: row for row in report["results"] if row["main"]}
+    assert {stage: row["metric"] for stage, row in main.items()} == {"fine_foods": "eval_accuracy", "cloze": "eval_f1", "wnut16": "eval_f1"}
+    markdown = (out / "report.md").read_text()
+    for stage, row in main.items():
+        pretrained, baseline = metrics(out / stage)[row["metric"]], metrics(out / f"baseline-{stage}")[row["metric"]]
+        assert (row["pretrained"], row["baseline"]) == (pretrained, baseline)
+        line = next(line for line in markdown.splitlines() if line.startswith(f"| {stage} | {row['task']} | {row['metric']} |"))
+        digits = 4 if abs(pretrained) < 10 else 2
+        assert f"| {pretrained:.{digits}f} |" in line and f"{pretrained - baseline:+.{digits}f}" in line
+    for image in ("loss_curves.png", "results_fine_foods.png", "results_cloze.png", "results_wnut16.png", "results_table.png"):
+        assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", image
+        assert f"]({image})" in markdown
+
+
+def test_a_second_run_skips_finished_stages_resumes_an_interrupted_one_and_restarts_a_partial_one(pipeline_run):
+    path, out, _ = pipeline_run
+    args = ("run", str(path), "--set", "finetune.*.training.max_steps=3", "--set", "pretrain.training.max_steps=8")
+    before = {stage: (out / stage / "model.safetensors").stat().st_mtime_ns for stage in STAGES}
+    again = run_hftk(*args)
+    assert again.returncode == 0, again.stderr[-3000:]
+    for stage in [*STAGES, "baseline-init"]:
+        assert f"skipping finished stage {stage}" in again.stdout
+    assert "running stage" not in again.stdout
+    assert before == {stage: (out / stage / "model.safetensors").stat().st_mtime_ns for stage in STAGES}
+
+    finished = {stage: metrics(out / stage) for stage in ("wnut16", "fine_foods")}
+    for stage in finished:  # as if killed before the end: wnut16 keeps its checkpoint, fine_foods has none
+        (out / stage / "metrics.json").unlink()
+    shutil.rmtree(out / "fine_foods" / "checkpoints")
+    third = run_hftk(*args)
+    assert third.returncode == 0, third.stderr[-3000:]
+    assert "resuming stage wnut16 from its last checkpoint" in third.stdout
+    assert "running stage fine_foods ->" in third.stdout and third.stdout.count("running stage") == 1
+    for stage, before_metrics in finished.items():
+        after = metrics(out / stage)
+        for key in ("eval_loss", "train_loss", "train_steps", "tokens_seen"):
+            assert after[key] == pytest.approx(before_metrics[key], rel=1e-5), (stage, key)
+
+
+def test_a_bad_pipeline_key_is_one_line_and_exit_2(tmp_path):
+    data = tiny_pipeline(tmp_path)
+    data["ouput_dir"] = "x"
+    result = run_hftk("run", str(write_yaml(tmp_path / "bad.yaml", data)))
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "unknown recipe key ouput_dir" in lines[0], result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "overrides", "needle"),
+    [
+        (lambda p: p["finetune"][0].update(epochs=3), [], "finetune.0.epochs"),
+        (lambda p: p["finetune"][1]["training"].update(learning_rat=1), [], "stage cloze: unknown recipe key training.learning_rat"),
+        (lambda p: p["finetune"].append(dict(p["finetune"][0])), [], "repeated: fine_foods"),
+        (lambda p: p["finetune"][0].update(name="baseline-x"), [], "finetune.0.name"),
+        (lambda p: p["pretrain"].update(output={"output_dir": "x"}), [], "pretrain.output"),
+        (lambda p: p["finetune"][2]["data"].update(max_seq_length=4), [], "stage wnut16: recipe key data.max_seq_length"),
+        (lambda p: None, ["finetune.squad.training.max_steps=1"], "no finetune stage 'squad'"),
+        (lambda p: None, ["pretrain.model.config.hiden_size=8"], "model.config.hiden_size"),
+    ],
+)
+def test_bad_pipelines_fail_on_load_naming_the_key(tmp_path, change, overrides, needle):
+    from hftk.errors import HftkError
+    from hftk.pipeline import load_pipeline
+
+    data = tiny_pipeline(tmp_path)
+    change(data)
+    with pytest.raises(HftkError, match=re.escape(needle)) as error:
+        load_pipeline(write_yaml(tmp_path / "bad.yaml", data), overrides)
+    assert "\n" not in str(error.value)
