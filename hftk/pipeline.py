@@ -245,7 +245,8 @@ def run_stage(name: str, recipe, run: Callable[..., Path], echo: Echo, overwrite
     if overwrite and state != "new":
         state = "partial"  # start over
     if state == "finished":
-        echo(f"skipping finished stage {name} ({folder})")
+        stale = "; its recipe.yaml differs from this pipeline's, --overwrite runs it again" if recipe_changed(folder, recipe) else ""
+        echo(f"skipping finished stage {name} ({folder}){stale}")
         return
     recipe = recipe.model_copy(deep=True)
     recipe.output.overwrite = state == "partial"
@@ -254,6 +255,25 @@ def run_stage(name: str, recipe, run: Callable[..., Path], echo: Echo, overwrite
     else:
         echo(f"running stage {name} -> {folder}")
     run(recipe, resume=state == "interrupted")
+
+
+def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:
+    """A recipe without what the run itself fills in (folder options, the selection metric)."""
+    recipe = {key: value for key, value in recipe.items() if key != "output"}
+    training = dict(recipe.get("training") or {})
+    for key in ("metric_for_best_model", "greater_is_better"):
+        training.pop(key, None)
+    return {**recipe, "training": training}
+
+
+def recipe_changed(folder: Path, recipe) -> bool:
+    """Did the finished stage run another recipe than the pipeline now asks for?"""
+    import yaml
+
+    saved = folder / "recipe.yaml"
+    if not saved.is_file():
+        return False
+    return _comparable(yaml.safe_load(saved.read_text()) or {}) != _comparable(recipe.model_dump(mode="json"))
 
 
 def write_random_twin(pretrained: Path, folder: Path, seed: int, objective: str, overwrite: bool, echo: Echo) -> None:

@@ -165,8 +165,15 @@ def test_a_second_run_skips_finished_stages_resumes_an_interrupted_one_and_resta
     assert again.returncode == 0, again.stderr[-3000:]
     for stage in [*STAGES, "baseline-init"]:
         assert f"skipping finished stage {stage}" in again.stdout
-    assert "running stage" not in again.stdout
+    assert "running stage" not in again.stdout and "differs" not in again.stdout
     assert before == {stage: (out / stage / "model.safetensors").stat().st_mtime_ns for stage in STAGES}
+
+    from hftk.pipeline import load_pipeline, recipe_changed
+
+    sets = ["finetune.*.training.max_steps=3", "pretrain.training.max_steps=8"]
+    assert not recipe_changed(out / "fine_foods", load_pipeline(path, sets).finetune["fine_foods"])
+    changed = load_pipeline(path, [*sets, "finetune.fine_foods.training.learning_rate=1e-3"]).finetune
+    assert recipe_changed(out / "fine_foods", changed["fine_foods"]) and not recipe_changed(out / "cloze", changed["cloze"])
 
     finished = {stage: metrics(out / stage) for stage in ("wnut16", "fine_foods")}
     for stage in finished:  # as if killed before the end: wnut16 keeps its checkpoint, fine_foods has none
