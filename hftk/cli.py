@@ -175,7 +175,7 @@ def evaluate(
 
 @app.command("run")
 def run_pipeline_command(
-    pipeline: Annotated[Path, typer.Argument(help="Pipeline YAML (see hftk/recipes/pipeline-*.yaml).")],
+    pipeline: Annotated[str, typer.Argument(help="Pipeline YAML file, or a shipped one: pipeline-shared, pipeline-tiny.")],
     set_: Annotated[
         Optional[list[str]],
         typer.Option(

@@ -159,9 +159,9 @@ def split_overrides(overrides: list[str], stage_names: list[str]) -> tuple[list[
 
 def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> LoadedPipeline:
     """Read and validate a pipeline file and build every stage's recipe; nothing runs yet."""
-    path = Path(path)
-    if not path.is_file():
-        raise HftkError(f"pipeline file {path} not found: pass a YAML file (see hftk/recipes/pipeline-*.yaml)")
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise HftkError("hftk run runs its stages in one process; under accelerate launch use hftk pretrain / finetune")
+    path = resolve_recipe_path(path)  # a file, or a shipped name such as pipeline-shared
     data = read_yaml(path)
     stage_names = [s.get("name") for s in data.get("finetune") or [] if isinstance(s, dict) and s.get("name")]
     top, pretrain_sets, stage_sets = split_overrides(overrides or [], stage_names)

@@ -221,3 +221,20 @@ def test_bad_pipelines_fail_on_load_naming_the_key(tmp_path, change, overrides, 
     with pytest.raises(HftkError, match=re.escape(needle)) as error:
         load_pipeline(write_yaml(tmp_path / "bad.yaml", data), overrides)
     assert "\n" not in str(error.value)
+
+
+@pytest.mark.parametrize("name", ["pipeline-shared", "pipeline-tiny"])
+def test_shipped_pipelines_validate_and_point_at_the_shared_data(name, monkeypatch):
+    from hftk.pipeline import load_pipeline
+
+    monkeypatch.chdir(Path(__file__).resolve().parents[1])  # their paths are relative to the repository root
+    pipeline = load_pipeline(name)
+    assert pipeline.spec.baseline is not None and set(pipeline.finetune) == {"fine_foods", "brown_cloze", "wnut16"}
+    assert {recipe.task for recipe in pipeline.finetune.values()} == {"classification", "qa", "ner"}
+    assert pipeline.finetune["brown_cloze"].data.version_2_with_negative
+    files = [*pipeline.pretrain.data.train_files]
+    files += [path for recipe in pipeline.finetune.values() for path in (recipe.data.train_file, recipe.data.validation_file)]
+    for path in files:
+        assert Path(path).exists() and Path(path).resolve().is_relative_to(SHARED), path
+    for recipe in pipeline.finetune.values():  # QA/NER windows must fit the pretrained positions
+        assert recipe.data.max_seq_length <= pipeline.pretrain.model.config.get("max_position_embeddings", 128)
