@@ -32,8 +32,17 @@ from hftk.tasks.generation import decode_generated, prepare_generation_inputs
 from hftk.training.loop import TrainingHooks, train
 
 
-def build_task(recipe: FinetuneRecipe, tokenizer) -> TaskData:
-    """Call the task's `prepare_*` with the recipe's data options."""
+def model_labels(config) -> list[str]:
+    """The label names of a fine-tuned head, by id (what `hftk evaluate` must score against)."""
+    return [config.id2label[i] for i in range(config.num_labels)]
+
+
+def build_task(recipe: FinetuneRecipe, tokenizer, config=None) -> TaskData:
+    """Call the task's `prepare_*` with the recipe's data options.
+
+    With `config` (evaluation of a fine-tuned model) the label set is the model's own, not one
+    re-read from training data that may be absent or ordered differently.
+    """
     data = recipe.data
     common = dict(
         train_file=data.train_file,
@@ -47,6 +56,13 @@ def build_task(recipe: FinetuneRecipe, tokenizer) -> TaskData:
             raise HftkError("GLUE needs a task: --task cola|sst2|mrpc|qqp|stsb|mnli|qnli|rte|wnli (or data.glue_task)")
         return get_task("glue")(data.glue_task, tokenizer, max_seq_length=data.max_seq_length, **common)
     if recipe.task == "classification":
+        labels = {}
+        if config is not None:
+            from hftk.tasks.classification import REGRESSION, SINGLE, LabelSpace
+
+            problem_type = config.problem_type or (REGRESSION if config.num_labels == 1 else SINGLE)
+            names = () if problem_type == REGRESSION else tuple(model_labels(config))
+            labels["label_space"] = LabelSpace(problem_type, names, {n: i for i, n in enumerate(names)} or None)
         return get_task("classification")(
             tokenizer,
             **hub,
@@ -55,6 +71,7 @@ def build_task(recipe: FinetuneRecipe, tokenizer) -> TaskData:
             text_pair_column=data.text_pair_column,
             label_column=data.label_column,
             max_seq_length=data.max_seq_length,
+            **labels,
         )
     if recipe.task == "qa":
         return get_task("qa")(
@@ -77,6 +94,7 @@ def build_task(recipe: FinetuneRecipe, tokenizer) -> TaskData:
             tags_column=data.tags_column,
             label_all_tokens=data.label_all_tokens,
             max_seq_length=data.max_seq_length,
+            label_names=model_labels(config) if config is not None else None,
         )
     extra = {"prompt_template": data.prompt_template} if data.prompt_template else {}
     return get_task("generation")(
@@ -113,19 +131,24 @@ def load_model_and_tokenizer(recipe: FinetuneRecipe):
     return tokenizer, config
 
 
-def build_head(recipe: FinetuneRecipe, task: TaskData, config) -> PreTrainedModel:
+def build_head(recipe: FinetuneRecipe, task: TaskData, config) -> tuple[PreTrainedModel, list[str]]:
+    """The task's Auto model on the checkpoint, and the modules it had to initialise (a new head, BERT's pooler)."""
     auto_class = getattr(transformers, task.auto_model_class)
     kwargs: dict[str, Any] = {"attn_implementation": recipe.model.attn_implementation}
     if task.kind in ("sequence_classification", "token_classification"):
-        kwargs.update(num_labels=task.num_labels, id2label=task.id2label, label2id=task.label2id)
+        kwargs["num_labels"] = task.num_labels
+        if task.id2label is not None:  # regression has none; passing None would unset num_labels
+            kwargs.update(id2label=task.id2label, label2id=task.label2id)
     if task.kind == "sequence_classification" and task.problem_type:
         kwargs["problem_type"] = task.problem_type
     if config.pad_token_id is None and task.kind == "sequence_classification":
         kwargs["pad_token_id"] = config.eos_token_id
     try:
-        return auto_class.from_pretrained(recipe.model.name_or_path, **kwargs)
+        model, info = auto_class.from_pretrained(recipe.model.name_or_path, output_loading_info=True, **kwargs)
     except ValueError as error:
         raise HftkError(f"cannot build a {task.auto_model_class} from {recipe.model.name_or_path}: {error}") from error
+    new_modules = sorted({key.rsplit(".", 1)[0] for key in info["missing_keys"]})
+    return model, new_modules
 
 
 class Evaluator:
@@ -229,7 +252,12 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     )
     tokenizer, config = load_model_and_tokenizer(recipe)
     with accelerator.main_process_first():
-        task = build_task(recipe, tokenizer)
+        task = build_task(recipe, tokenizer, config if evaluate_only else None)
+    if evaluate_only and task.num_labels is not None and task.num_labels != config.num_labels:
+        raise HftkError(
+            f"the model at {recipe.model.name_or_path} has {config.num_labels} labels but {recipe.task} "
+            f"{recipe.data.glue_task or ''} needs {task.num_labels}: evaluate a model fine-tuned on this task"
+        )
     if not task.eval:
         raise HftkError("no evaluation data: pass data.validation_file (or a Hub data set with a validation split)")
     if not evaluate_only and task.train is None:
@@ -240,9 +268,9 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     else:
         resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
     set_seed(training.seed)
-    model = build_head(recipe, task, config)
+    model, new_modules = build_head(recipe, task, config)
     if recipe.lora.r > 0 and not evaluate_only:
-        model = apply_lora(model, recipe.lora, task.kind)
+        model = apply_lora(model, recipe.lora, task.kind, new_modules)
     evaluator = Evaluator(recipe, task, tokenizer, accelerator)
 
     if evaluate_only:

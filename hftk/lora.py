@@ -34,7 +34,9 @@ HEADS = {
 }
 
 
-def apply_lora(model, lora: LoraSection, kind: str) -> PeftModel:
+def apply_lora(model, lora: LoraSection, kind: str, new_modules: list[str] | None = None) -> PeftModel:
+    """Wrap `model` with LoRA adapters; `new_modules` (freshly initialised, e.g. BERT's pooler on an
+    MLM checkpoint) train fully instead: a frozen random layer under an adapter cannot learn."""
     targets = lora.target_modules or DEFAULT_TARGETS.get(model.config.model_type)
     if targets is None:
         raise HftkError(
@@ -43,11 +45,13 @@ def apply_lora(model, lora: LoraSection, kind: str) -> PeftModel:
         )
     module_names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     heads = [name for name in HEADS[kind] if name in dict(model.named_children())]
+    heads += [name for name in new_modules or [] if not any(name == h or name.startswith(h + ".") for h in heads)]
     config = LoraConfig(
         r=lora.r,
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         target_modules=targets,
+        exclude_modules=heads or None,
         modules_to_save=heads or None,
         task_type=TASK_TYPES[kind],
     )

@@ -94,7 +94,7 @@ def encode_labels(dataset: datasets.Dataset, label_column: str, space: LabelSpac
         if isinstance(value, str) and space.str2id is not None:
             if value not in space.str2id:
                 raise HftkError(
-                    f"{split} data has label {value!r} that is not in the training labels {list(space.names)}; "
+                    f"{split} data has label {value!r} that is not among the model's labels {list(space.names)}; "
                     "fix the data or train on data that has it"
                 )
             return space.str2id[value]
@@ -256,21 +256,26 @@ def prepare_classification(
     max_eval_samples: int | None = None,
     raw: datasets.DatasetDict | None = None,
     cache_dir: str | None = None,
+    label_space: LabelSpace | None = None,
 ) -> TaskData:
     """Load (Hub, local files, or `raw`) and featurise a classification set.
 
     The evaluation split is `validation_split` (with local files: `validation_file`); sets that
-    ship only train/test (like fine_foods) pass `validation_split="test"`.
+    ship only train/test (like fine_foods) pass `validation_split="test"`. The label set is read
+    from the training data unless `label_space` is given (evaluation: the fine-tuned model's labels).
     """
     if raw is None:
         raw = load_splits(
             dataset_name=dataset_name, dataset_config=dataset_config,
             data_files={"train": train_file, validation_split: validation_file}, cache_dir=cache_dir,
         )
-    train = take(require_split(raw, "train", "the label set is read from the training data"), max_train_samples)
-    require_columns(train, [label_column], "train")
+    train = take(raw["train"], max_train_samples) if "train" in raw else None
+    if train is None and label_space is None:
+        require_split(raw, "train", "the label set is read from the training data")
+    if train is not None:
+        require_columns(train, [label_column], "train")
     evals = {validation_split: take(raw[validation_split], max_eval_samples)} if validation_split in raw else {}
-    space = infer_label_space(train, label_column)
+    space = label_space or infer_label_space(train, label_column)
     return build_sequence_task(
         train, evals, tokenizer, space=space, text_column=text_column, text_pair_column=text_pair_column,
         label_column=label_column, max_seq_length=max_seq_length,

@@ -184,11 +184,14 @@ def prepare_ner(
             dataset_name=dataset_name, dataset_config=dataset_config,
             data_files={"train": train_file, validation_split: validation_file}, cache_dir=cache_dir,
         )
-    train = take(require_split(raw, "train", "the tag set is read from the training data"), max_train_samples)
+    train = take(raw["train"], max_train_samples) if "train" in raw else None
+    if train is None and label_names is None:
+        require_split(raw, "train", "the tag set is read from the training data")
     evals = {validation_split: take(raw[validation_split], max_eval_samples)} if validation_split in raw else {}
     for split, ds in [("train", train), *evals.items()]:
-        require_columns(ds, [tokens_column, tags_column], split)
-    tag_names = infer_tag_names(train, tags_column, label_names)
+        if ds is not None:
+            require_columns(ds, [tokens_column, tags_column], split)
+    tag_names = infer_tag_names(train, tags_column, label_names) if train is not None else list(label_names)
     entity_level = is_entity_scheme(tag_names)
     max_len = effective_max_length(tokenizer, max_seq_length or tokenizer.model_max_length)
 
@@ -201,7 +204,7 @@ def prepare_ner(
                       desc=f"align tags ({split})")
 
     columns = model_columns(tokenizer, ["labels"])
-    train_features = keep_columns(featurize(train, "train", label_all_tokens), columns)
+    train_features = keep_columns(featurize(train, "train", label_all_tokens), columns) if train is not None else None
     eval_full = {split: featurize(ds, split, False) for split, ds in evals.items()}
 
     def compute_metrics(split: str, predictions: Any) -> dict[str, float]:
