@@ -1,0 +1,76 @@
+"""`hftk finetune ... --set lora.r=4`: only adapters and the head train; adapter/ and the merged folder."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.test_finetune import FAST, assert_one_line_error, data, files, finetune_args, hf_bert, hftk_bert, run_hftk  # noqa: F401
+from tests.test_finetune import bert_tokenizer  # noqa: F401
+
+
+def weights(folder) -> dict[str, torch.Tensor]:
+    state: dict[str, torch.Tensor] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(file))
+    return state
+
+
+@pytest.mark.parametrize("base", ["hftk_bert", "hf_bert"])
+def test_lora_trains_only_adapters_and_head(base, request, data, tmp_path):
+    from peft import PeftModel
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    start = request.getfixturevalue(base)
+    out = tmp_path / "lora"
+    run_hftk(*finetune_args("classification", start, out, *files(data, "cls"), "lora.r=4", "training.learning_rate=1e-2"), check=True)
+    adapter = out / "adapter"
+    assert (adapter / "adapter_config.json").is_file() and (adapter / "adapter_model.safetensors").is_file()
+    config = json.loads((adapter / "adapter_config.json").read_text())
+    assert config["r"] == 4
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert 0 <= metrics["eval_accuracy"] <= 1
+
+    # Base weights are exactly the starting checkpoint's: the base model of the saved adapter.
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    base_model = AutoModelForSequenceClassification.from_pretrained(start, num_labels=2)
+    start_state = weights(start)
+    peft_model = PeftModel.from_pretrained(base_model, adapter).eval()
+    adapter_state = load_file(adapter / "adapter_model.safetensors")
+    assert any("lora_A" in k for k in adapter_state) and any("lora_B" in k for k in adapter_state)
+    lora_b = [v for k, v in adapter_state.items() if "lora_B" in k]
+    assert any(float(v.abs().max()) > 0 for v in lora_b), "lora_B stayed at its zero init: adapters did not train"
+    # Layers the checkpoint lacks (the head; BERT's pooler on an MLM checkpoint) train fully, without adapters.
+    new_layers = ["classifier"] + (["bert.pooler.dense"] if base == "hf_bert" else [])
+    for layer in new_layers:
+        assert any(k.endswith(f"{layer}.weight") for k in adapter_state), (layer, sorted(adapter_state)[:8])
+        assert not any(f"{layer}.lora_" in k for k in adapter_state), layer
+    for name, param in peft_model.base_model.model.named_parameters():
+        if "lora_" in name or "modules_to_save" in name or "original_module" in name:
+            continue
+        key = name.replace(".base_layer", "")
+        if key in start_state:
+            assert torch.equal(param.detach(), start_state[key]), f"frozen base weight {key} changed"
+
+    # The merged top-level folder = base + adapter (same logits), and its head moved.
+    merged = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    batch = tokenizer(["great coffee, will buy again", "stale and broken"], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        torch.testing.assert_close(merged(**batch).logits, peft_model(**batch).logits, atol=1e-4, rtol=1e-4)
+    merged_state = merged.state_dict()
+    fresh = AutoModelForSequenceClassification.from_pretrained(start, num_labels=2).state_dict()
+    head = [k for k in merged_state if k.startswith(("classifier", "score"))]
+    assert head and any(not torch.equal(merged_state[k], fresh[k]) for k in head), "head did not train"
+    # Merging changed the adapted projections relative to the start (the adapters did something).
+    changed = [k for k in start_state if k in merged_state and not torch.equal(start_state[k], merged_state[k])]
+    assert changed
+
+
+def test_lora_targets_matching_nothing_is_one_line_error(hftk_bert, data, tmp_path):
+    out = tmp_path / "bad"
+    result = run_hftk(*finetune_args("classification", hftk_bert, out, *files(data, "cls"), "lora.r=4", "lora.target_modules=[nonexistent]"))
+    assert_one_line_error(result, "nonexistent", "lora.target_modules")
+    assert not (out / "metrics.json").exists()
