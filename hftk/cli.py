@@ -179,7 +179,7 @@ def run_pipeline_command(
     set_: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--set", "-s", help="Override a key: output_dir=..., pretrain.training.max_steps=..., finetune.NAME.KEY=... (repeatable)."
+            "--set", "-s", help="Override a key: output_dir=..., pretrain.training.max_steps=..., finetune.NAME.KEY=..., 'finetune.*.KEY=...' (repeatable)."
         ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Run every stage again, even finished ones.")] = False,
