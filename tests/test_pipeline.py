@@ -238,3 +238,15 @@ def test_shipped_pipelines_validate_and_point_at_the_shared_data(name, monkeypat
         assert Path(path).exists() and Path(path).resolve().is_relative_to(SHARED), path
     for recipe in pipeline.finetune.values():  # QA/NER windows must fit the pretrained positions
         assert recipe.data.max_seq_length <= pipeline.pretrain.model.config.get("max_position_embeddings", 128)
+
+
+def test_push_uploads_every_trained_stage_under_the_prefix(pipeline_run, monkeypatch):
+    import hftk.hub
+    from hftk.pipeline import load_pipeline, push_all
+
+    path, out, _ = pipeline_run
+    calls = []
+    monkeypatch.setattr(hftk.hub, "push_folder", lambda folder, repo_id, private: calls.append((folder, repo_id, private)) or repo_id)
+    pipeline = load_pipeline(path, ["push.hub_model_id_prefix=me/tiny", "push.private=true"])
+    push_all(pipeline, echo=lambda line: None)
+    assert calls == [(out / stage, f"me/tiny-{stage}", True) for stage in STAGES]
