@@ -221,11 +221,17 @@ def assert_finished_folder(out: Path, keys: dict[str, tuple[float, float]], n_ev
 # ---------------------------------------------------------------------------------------------
 
 
-def test_classification_hftk(hftk_bert, data, tmp_path):
+@pytest.fixture(scope="session")
+def cls_run(hftk_bert, data, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("cls_run") / "cls"
+    run_hftk(*finetune_args("classification", hftk_bert, out, *files(data, "cls")), check=True)
+    return out
+
+
+def test_classification_hftk(cls_run, data, tmp_path):
     from transformers import AutoModelForSequenceClassification, pipeline
 
-    out = tmp_path / "cls"
-    run_hftk(*finetune_args("classification", hftk_bert, out, *files(data, "cls")), check=True)
+    out = cls_run
     metrics = assert_finished_folder(out, {"eval_accuracy": (0, 1), "eval_f1": (0, 1), "eval_loss": (0, 10)}, 64)
     # eval_accuracy recomputed from predictions.jsonl against the gold labels of the eval file.
     gold = [r["label"] for r in read_rows(Path(data["cls_eval"]), 64)]
@@ -264,15 +270,6 @@ def test_glue_hftk(hftk_bert, data, tmp_path, glue_task):
         assert again[key] == pytest.approx(metrics[key], abs=1e-6)
 
 
-def test_glue_all_with_task_placeholder(hftk_bert, data, tmp_path):
-    """--task all over local files: only the tasks whose files exist are possible offline, so check the error."""
-    out = tmp_path / "all"
-    sets = [f"data.train_file={data['glue_root']}/{{task}}/train.jsonl", f"data.validation_file={data['glue_root']}/{{task}}/validation.jsonl"]
-    result = run_hftk(*finetune_args("glue", hftk_bert, out, *sets, glue_task="all"))
-    # cola (the first task) has no local files here: a one-line error naming the missing file.
-    assert_one_line_error(result, "cola")
-
-
 def test_qa_hftk_v2_and_squad_json(hftk_bert, data, tmp_path):
     from transformers import AutoModelForQuestionAnswering, AutoTokenizer
 
@@ -287,6 +284,12 @@ def test_qa_hftk_v2_and_squad_json(hftk_bert, data, tmp_path):
     with torch.no_grad():
         logits = model(**batch)
     assert logits.start_logits.shape == logits.end_logits.shape == batch["input_ids"].shape
+    # `hftk evaluate` on the same eval file reproduces the run's numbers.
+    same = tmp_path / "same"
+    qa_sets = ["data.version_2_with_negative=true", "data.max_seq_length=128", "data.doc_stride=32", "training.per_device_eval_batch_size=32"]
+    run_hftk("evaluate", "qa", "--model", str(out), "-o", str(same), "--set", f"data.validation_file={data['qa_eval']}", *sum((["--set", x] for x in qa_sets), []), check=True)
+    again = json.loads((same / "metrics.json").read_text())
+    assert (again["eval_exact"], again["eval_f1"]) == (metrics["eval_exact"], metrics["eval_f1"])
     # The official nested SQuAD JSON as evaluation data for the same model.
     ev = tmp_path / "ev"
     run_hftk("evaluate", "qa", "--model", str(out), "-o", str(ev), "--set", f"data.validation_file={data['squad_json']}", "--set", "data.max_seq_length=128", "--set", "data.doc_stride=32", check=True)
@@ -383,72 +386,74 @@ def test_learns_an_easy_rule(hftk_bert, tmp_path):
 # ---------------------------------------------------------------------------------------------
 
 
-def assert_refused(result: subprocess.CompletedProcess, out: Path, *needles: str) -> None:
-    assert_one_line_error(result, *needles)
-    assert not (out / "metrics.json").exists()
-
-
-def test_unknown_glue_task(hftk_bert, data, tmp_path):
-    out = tmp_path / "out"
-    result = run_hftk(*finetune_args("glue", hftk_bert, out, *files(data, "mrpc"), glue_task="mrcp"))
-    assert_refused(result, out, "mrcp", "mrpc")
-
-
-def test_missing_column(hftk_bert, data, tmp_path):
-    out = tmp_path / "out"
-    result = run_hftk(*finetune_args("classification", hftk_bert, out, *files(data, "cls"), "data.text_column=review"))
-    assert_refused(result, out, "review", "text")
-
-
-def test_label_out_of_range_in_validation(hftk_bert, tmp_path):
-    train = write_rows(tmp_path / "train.jsonl", [{"text": f"row {i}", "label": i % 2} for i in range(16)])
-    valid = write_rows(tmp_path / "valid.jsonl", [{"text": "row", "label": 0}, {"text": "row", "label": 5}])
-    out = tmp_path / "out"
-    result = run_hftk(*finetune_args("classification", hftk_bert, out, f"data.train_file={train}", f"data.validation_file={valid}"))
-    assert_refused(result, out, "5", "0..1")
-
-
-def test_unseen_label_at_evaluation(hftk_bert, data, tmp_path):
-    """`hftk evaluate` on data with a label the fine-tuned model never had."""
-    model = tmp_path / "model"
-    run_hftk(*finetune_args("classification", hftk_bert, model, *files(data, "cls"), "data.max_train_samples=16", "data.max_eval_samples=8"), check=True)
-    valid = write_rows(tmp_path / "valid.jsonl", [{"text": "fine", "label": "great"}, {"text": "meh", "label": "so-so"}])
-    out = tmp_path / "ev"
-    result = run_hftk("evaluate", "classification", "--model", str(model), "-o", str(out), "--set", f"data.validation_file={valid}")
-    assert_refused(result, out, "so-so", "great")
-
-
-def test_model_folder_without_config(tmp_path, data):
-    folder = tmp_path / "empty_model"
-    folder.mkdir()
-    out = tmp_path / "out"
-    result = run_hftk(*finetune_args("classification", folder, out, *files(data, "cls")))
-    assert_refused(result, out, "config.json")
-
-
-def test_tokenizer_bigger_than_model_vocab(tmp_path, data, bert_tokenizer):
+def bad_input_cases(tmp: Path, hftk_bert: Path, cls_run: Path, data: dict[str, str], bert_tokenizer) -> dict[str, tuple[list[str], list[str]]]:
+    """name -> (hftk arguments, words the error line must contain). Each writes to tmp/<name>/out."""
     import hftk  # noqa: F401
     from hftk.models import HftkBertConfig, HftkBertForMaskedLM
 
-    folder = tmp_path / "small_vocab"
+    cases: dict[str, tuple[list[str], list[str]]] = {}
+
+    def folder(name: str) -> Path:
+        path = tmp / name
+        path.mkdir()
+        return path
+
+    def ft(name: str, task: str, model: Path, *sets: str, glue_task: str | None = None) -> list[str]:
+        return finetune_args(task, model, folder(name) / "out", *sets, glue_task=glue_task)
+
+    cases["unknown_glue_task"] = (ft("unknown_glue_task", "glue", hftk_bert, *files(data, "mrpc"), glue_task="mrcp"), ["mrcp", "mrpc"])
+    glue_files = [f"data.train_file={data['glue_root']}/{{task}}/train.jsonl", f"data.validation_file={data['glue_root']}/{{task}}/validation.jsonl"]
+    # --task all with {task} paths: cola (the first task) has no local files here.
+    cases["glue_all_missing_file"] = (ft("glue_all_missing_file", "glue", hftk_bert, *glue_files, glue_task="all"), ["cola", "does not exist"])
+    cases["missing_column"] = (ft("missing_column", "classification", hftk_bert, *files(data, "cls"), "data.text_column=review"), ["review", "text"])
+    d = folder("label_out_of_range")
+    train = write_rows(d / "train.jsonl", [{"text": f"row {i}", "label": i % 2} for i in range(16)])
+    valid = write_rows(d / "valid.jsonl", [{"text": "row", "label": 0}, {"text": "row", "label": 5}])
+    cases["label_out_of_range"] = (finetune_args("classification", hftk_bert, d / "out", f"data.train_file={train}", f"data.validation_file={valid}"), ["5", "0..1"])
+    d = folder("unseen_label_at_evaluation")  # `hftk evaluate` on a label the fine-tuned model never had
+    valid = write_rows(d / "valid.jsonl", [{"text": "fine", "label": "great"}, {"text": "meh", "label": "so-so"}])
+    cases["unseen_label_at_evaluation"] = (["evaluate", "classification", "--model", str(cls_run), "-o", str(d / "out"), "--set", f"data.validation_file={valid}"], ["so-so", "great"])
+    cases["model_without_config"] = (ft("model_without_config", "classification", folder("empty_model"), *files(data, "cls")), ["config.json"])
+    small = folder("small_vocab_model")
     config = HftkBertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
-    HftkBertForMaskedLM(config).save_pretrained(folder)
-    bert_tokenizer.save_pretrained(folder)
-    out = tmp_path / "out"
-    result = run_hftk(*finetune_args("classification", folder, out, *files(data, "cls")))
-    assert_refused(result, out, str(len(bert_tokenizer)), "1000")
-
-
-def test_qa_answer_not_at_answer_start(hftk_bert, tmp_path):
+    HftkBertForMaskedLM(config).save_pretrained(small)
+    bert_tokenizer.save_pretrained(small)
+    cases["tokenizer_bigger_than_vocab"] = (ft("tokenizer_bigger_than_vocab", "classification", small, *files(data, "cls")), [str(len(bert_tokenizer)), "1000"])
+    d = folder("qa_answer_not_at_start")
     rows = [{"id": "q1", "title": "t", "context": "Mary went home after the party.", "question": "Who went home?",
              "answers": {"text": ["Mary"], "answer_start": [5]}}]
-    train = write_rows(tmp_path / "train.jsonl", rows)
-    out = tmp_path / "out"
-    result = run_hftk(*finetune_args("qa", hftk_bert, out, f"data.train_file={train}", f"data.validation_file={train}"))
-    assert_refused(result, out, "q1", "answer_start")
+    qa = write_rows(d / "train.jsonl", rows)
+    cases["qa_answer_not_at_start"] = (finetune_args("qa", hftk_bert, d / "out", f"data.train_file={qa}", f"data.validation_file={qa}"), ["q1", "answer_start"])
+    cases["unknown_task"] = (["finetune", "summarization", "--model", str(hftk_bert), "-o", str(folder("unknown_task") / "out")], ["summarization", "generation"])
+    return cases
 
 
-def test_unknown_task_name(hftk_bert, tmp_path):
-    out = tmp_path / "out"
-    result = run_hftk("finetune", "summarization", "--model", str(hftk_bert), "-o", str(out))
-    assert_refused(result, out, "summarization", "generation")
+@pytest.fixture(scope="session")
+def bad_runs(tmp_path_factory, hftk_bert, cls_run, data, bert_tokenizer) -> dict[str, tuple[subprocess.CompletedProcess, Path, list[str]]]:
+    """Start every bad-input run at once (each is mostly interpreter start-up), then collect them."""
+    tmp = tmp_path_factory.mktemp("bad")
+    cases = bad_input_cases(tmp, hftk_bert, cls_run, data, bert_tokenizer)
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    running = {
+        name: subprocess.Popen([sys.executable, "-m", "hftk", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for name, (args, _) in cases.items()
+    }
+    results = {}
+    for name, process in running.items():
+        stdout, stderr = process.communicate(timeout=300)
+        results[name] = (subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), tmp / name / "out", cases[name][1])
+    return results
+
+
+BAD_INPUTS = [
+    "unknown_glue_task", "glue_all_missing_file", "missing_column", "label_out_of_range", "unseen_label_at_evaluation",
+    "model_without_config", "tokenizer_bigger_than_vocab", "qa_answer_not_at_start", "unknown_task",
+]
+
+
+@pytest.mark.parametrize("case", BAD_INPUTS)
+def test_bad_input_is_one_line_error_and_writes_nothing(bad_runs, case):
+    result, out, needles = bad_runs[case]
+    assert_one_line_error(result, *needles)
+    assert not (out / "metrics.json").exists()
+    assert not (out / "model.safetensors").exists() and not (out / ".final.tmp").exists()
