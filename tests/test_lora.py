@@ -80,3 +80,23 @@ def test_lora_targets_matching_nothing_is_one_line_error(hftk_bert, data, tmp_pa
     result = run_hftk(*finetune_args("classification", hftk_bert, out, *files(data, "cls"), "lora.r=4", "lora.target_modules=[nonexistent]"))
     assert_one_line_error(result, "nonexistent", "lora.target_modules")
     assert not (out / "metrics.json").exists()
+
+
+def test_lora_ships_the_best_evaluation_not_the_last(hftk_bert, data, tmp_path):
+    """Best = highest eval_loss (an early step) forces the restore-best path for a peft model;
+    `hftk evaluate` on the merged folder must reproduce that step's logged eval_loss."""
+    out = tmp_path / "lora"
+    sets = [*files(data, "cls"), "lora.r=4", "training.learning_rate=1e-2", "training.eval_steps=2",
+            "training.metric_for_best_model=eval_loss", "training.greater_is_better=true"]
+    run_hftk(*finetune_args("classification", hftk_bert, out, *sets), check=True)
+    metrics = json.loads((out / "metrics.json").read_text())
+    history = json.loads((out / "log_history.json").read_text())
+    evals = {r["step"]: r["eval_loss"] for r in history if "eval_loss" in r}
+    assert metrics["best_step"] < metrics["train_steps"], evals
+    assert metrics["eval_loss"] == evals[metrics["best_step"]] == max(evals.values())
+    ev = tmp_path / "ev"
+    run_hftk("evaluate", "classification", "--model", str(out), "-o", str(ev), "--set", f"data.validation_file={data['cls_eval']}",
+             "--set", "data.max_seq_length=64", "--set", "training.per_device_eval_batch_size=32", check=True)
+    again = json.loads((ev / "metrics.json").read_text())
+    assert again["eval_loss"] == pytest.approx(metrics["eval_loss"], rel=1e-5)
+    assert again["eval_accuracy"] == metrics["eval_accuracy"]
