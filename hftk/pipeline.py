@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+from accelerate.state import AcceleratorState
 from pydantic import Field, field_validator, model_validator
 
 from hftk.errors import HftkError
@@ -254,6 +255,9 @@ def run_stage(name: str, recipe, run: Callable[..., Path], echo: Echo, overwrite
         echo(f"resuming stage {name} from its last checkpoint ({folder})")
     else:
         echo(f"running stage {name} -> {folder}")
+    # Each stage builds its own Accelerator; stages may differ in mixed precision, which
+    # Accelerate's process-wide state refuses to change. One process only (checked on load).
+    AcceleratorState._reset_state()
     run(recipe, resume=state == "interrupted")
 
 
