@@ -322,6 +322,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             "tokens_seen": state.tokens_seen,
         }
     )
+    if recipe.data.test_file:
+        metrics.update(evaluate_test_file(recipe, tokenizer, final, accelerator))
     if accelerator.is_main_process:
         if recipe.lora.r > 0:
             final = save_lora_outputs(final, output_dir, recipe.lora)
@@ -339,6 +341,22 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return output_dir
+
+
+def evaluate_test_file(recipe: FinetuneRecipe, tokenizer, model: PreTrainedModel, accelerator: Accelerator) -> dict[str, float]:
+    """Score the model we ship on `data.test_file`, which took no part in model selection: `test_*` keys.
+
+    The validation file picks the best checkpoint, so its score is optimistic; the test file
+    gives the number to report (as `--do_predict` does in the HF example scripts).
+    """
+    data = recipe.data.model_copy(
+        update={"train_file": None, "validation_file": recipe.data.test_file, "dataset_name": None, "max_eval_samples": None}
+    )
+    test_recipe = recipe.model_copy(update={"data": data})
+    with accelerator.main_process_first():
+        task = build_task(test_recipe, tokenizer, model.config)
+    metrics = Evaluator(test_recipe, task, tokenizer, accelerator)(accelerator.prepare(model))
+    return {"test_" + key.removeprefix("eval_"): value for key, value in metrics.items()}
 
 
 def load_best(model: PreTrainedModel, folder: Path) -> PreTrainedModel:

@@ -153,7 +153,7 @@ class FinetuneDataSection(Section):
     dataset_config: str | None = None
     train_file: str | None = None
     validation_file: str | None = None
-    test_file: str | None = None
+    test_file: str | None = Field(None, description="scored once at the end with the shipped model (test_* metrics)")
     glue_task: str | None = None
     text_column: str | None = None
     text_pair_column: str | None = None

@@ -130,6 +130,7 @@ def data(tmp_path_factory) -> dict[str, str]:
     foods = DATA / "classification" / "fine_foods"
     files["cls_train"] = write_rows(root / "cls_train.jsonl", read_rows(foods / "train.jsonl", 128))
     files["cls_eval"] = write_rows(root / "cls_eval.jsonl", read_rows(foods / "test.jsonl", 64))
+    files["cls_test"] = write_rows(root / "cls_test.jsonl", read_rows(foods / "test.jsonl", 48, start=64))
     # GLUE layouts built from real text: mrpc pairs (is sentence2 the continuation?), stsb scores.
     sentences = [line for line in (DATA / "pretrain" / "brown.txt").read_text().splitlines() if 30 < len(line) < 150][:400]
     rng = random.Random(0)
@@ -224,7 +225,7 @@ def assert_finished_folder(out: Path, keys: dict[str, tuple[float, float]], n_ev
 @pytest.fixture(scope="session")
 def cls_run(hftk_bert, data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cls_run") / "cls"
-    run_hftk(*finetune_args("classification", hftk_bert, out, *files(data, "cls")), check=True)
+    run_hftk(*finetune_args("classification", hftk_bert, out, *files(data, "cls"), f"data.test_file={data['cls_test']}"), check=True)
     return out
 
 
@@ -250,6 +251,12 @@ def test_classification_hftk(cls_run, data, tmp_path):
     assert again["eval_accuracy"] == metrics["eval_accuracy"] and again["eval_f1"] == metrics["eval_f1"]
     assert again["eval_loss"] == pytest.approx(metrics["eval_loss"], rel=1e-5)
     assert count_lines(ev / "predictions.jsonl") == 64
+    # data.test_file was scored once with the shipped model: `hftk evaluate` on that file agrees.
+    test = tmp_path / "test"
+    run_hftk("evaluate", "classification", "--model", str(out), "-o", str(test), "--set", f"data.validation_file={data['cls_test']}", "--set", "data.max_seq_length=64", check=True)
+    on_test = json.loads((test / "metrics.json").read_text())
+    assert metrics["test_accuracy"] == on_test["eval_accuracy"] and metrics["test_f1"] == on_test["eval_f1"]
+    assert metrics["test_loss"] == pytest.approx(on_test["eval_loss"], rel=1e-5)
 
 
 @pytest.mark.parametrize("glue_task", ["mrpc", "stsb"])
