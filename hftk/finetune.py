@@ -263,17 +263,22 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     if not evaluate_only and task.train is None:
         raise HftkError("no training data: pass data.train_file (or a Hub data set with a train split)")
     if evaluate_only:  # writes metrics/predictions beside whatever is there; never clears the folder
-        output_dir.mkdir(parents=True, exist_ok=True)
         resume_from = None
     else:
         resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
     set_seed(training.seed)
     model, new_modules = build_head(recipe, task, config)
+    if evaluate_only and new_modules:
+        raise HftkError(
+            f"the model at {recipe.model.name_or_path} has no trained {recipe.task} head "
+            f"({', '.join(new_modules)} would be random): fine-tune it first with `hftk finetune {recipe.task}`"
+        )
     if recipe.lora.r > 0 and not evaluate_only:
         model = apply_lora(model, recipe.lora, task.kind, new_modules)
     evaluator = Evaluator(recipe, task, tokenizer, accelerator)
 
     if evaluate_only:
+        output_dir.mkdir(parents=True, exist_ok=True)
         model = accelerator.prepare(model)
         metrics = evaluator(model)
         if accelerator.is_main_process:

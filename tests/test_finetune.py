@@ -420,6 +420,8 @@ def bad_input_cases(tmp: Path, hftk_bert: Path, cls_run: Path, data: dict[str, s
     d = folder("unseen_label_at_evaluation")  # `hftk evaluate` on a label the fine-tuned model never had
     valid = write_rows(d / "valid.jsonl", [{"text": "fine", "label": "great"}, {"text": "meh", "label": "so-so"}])
     cases["unseen_label_at_evaluation"] = (["evaluate", "classification", "--model", str(cls_run), "-o", str(d / "out"), "--set", f"data.validation_file={valid}"], ["so-so", "great"])
+    # A pretrained (MLM) folder has no QA head: scoring a random one would be a meaningless number.
+    cases["evaluate_untrained_head"] = (["evaluate", "qa", "--model", str(hftk_bert), "-o", str(folder("evaluate_untrained_head") / "out"), "--set", f"data.validation_file={data['qa_eval']}", "--set", "data.version_2_with_negative=true"], ["no trained qa head", "hftk finetune qa"])
     cases["model_without_config"] = (ft("model_without_config", "classification", folder("empty_model"), *files(data, "cls")), ["config.json"])
     small = folder("small_vocab_model")
     config = HftkBertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
@@ -454,7 +456,7 @@ def bad_runs(tmp_path_factory, hftk_bert, cls_run, data, bert_tokenizer) -> dict
 
 BAD_INPUTS = [
     "unknown_glue_task", "glue_all_missing_file", "missing_column", "label_out_of_range", "unseen_label_at_evaluation",
-    "model_without_config", "tokenizer_bigger_than_vocab", "qa_answer_not_at_start", "unknown_task",
+    "evaluate_untrained_head", "model_without_config", "tokenizer_bigger_than_vocab", "qa_answer_not_at_start", "unknown_task",
 ]
 
 
