@@ -134,7 +134,13 @@ def load_model_and_tokenizer(recipe: FinetuneRecipe):
 def build_head(recipe: FinetuneRecipe, task: TaskData, config) -> tuple[PreTrainedModel, list[str]]:
     """The task's Auto model on the checkpoint, and the modules it had to initialise (a new head, BERT's pooler)."""
     auto_class = getattr(transformers, task.auto_model_class)
-    kwargs: dict[str, Any] = {"attn_implementation": recipe.model.attn_implementation}
+    unknown = sorted(key for key in recipe.model.config if not hasattr(config, key))
+    if unknown:
+        raise HftkError(
+            f"model.config.{', model.config.'.join(unknown)}: not a field of {type(config).__name__} "
+            f"({recipe.model.name_or_path}); see its config.json for the fields"
+        )
+    kwargs: dict[str, Any] = {**recipe.model.config, "attn_implementation": recipe.model.attn_implementation}
     if task.kind in ("sequence_classification", "token_classification"):
         kwargs["num_labels"] = task.num_labels
         if task.id2label is not None:  # regression has none; passing None would unset num_labels

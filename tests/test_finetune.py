@@ -225,7 +225,8 @@ def assert_finished_folder(out: Path, keys: dict[str, tuple[float, float]], n_ev
 @pytest.fixture(scope="session")
 def cls_run(hftk_bert, data, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("cls_run") / "cls"
-    run_hftk(*finetune_args("classification", hftk_bert, out, *files(data, "cls"), f"data.test_file={data['cls_test']}"), check=True)
+    sets = [*files(data, "cls"), f"data.test_file={data['cls_test']}", "model.config.classifier_pooling=mean"]
+    run_hftk(*finetune_args("classification", hftk_bert, out, *sets), check=True)
     return out
 
 
@@ -241,6 +242,7 @@ def test_classification_hftk(cls_run, data, tmp_path):
     assert sum(label_of(p) == g for p, g in zip(predicted, gold)) / 64 == pytest.approx(metrics["eval_accuracy"])
     model = AutoModelForSequenceClassification.from_pretrained(out)
     assert set(model.config.id2label.values()) == {"great", "other"}
+    assert model.config.classifier_pooling == "mean"  # --set model.config.* reached the fine-tuned model
     classify = pipeline("text-classification", model=str(out))
     assert classify("tasty and cheap")[0]["label"] in {"great", "other"}
     # `hftk evaluate` recomputes the same number from the saved folder.
@@ -422,6 +424,7 @@ def bad_input_cases(tmp: Path, hftk_bert: Path, cls_run: Path, data: dict[str, s
     cases["unseen_label_at_evaluation"] = (["evaluate", "classification", "--model", str(cls_run), "-o", str(d / "out"), "--set", f"data.validation_file={valid}"], ["so-so", "great"])
     # A pretrained (MLM) folder has no QA head: scoring a random one would be a meaningless number.
     cases["evaluate_untrained_head"] = (["evaluate", "qa", "--model", str(hftk_bert), "-o", str(folder("evaluate_untrained_head") / "out"), "--set", f"data.validation_file={data['qa_eval']}", "--set", "data.version_2_with_negative=true"], ["no trained qa head", "hftk finetune qa"])
+    cases["unknown_model_config_key"] = (ft("unknown_model_config_key", "classification", hftk_bert, *files(data, "cls"), "model.config.clasifier_pooling=mean"), ["model.config.clasifier_pooling", "HftkBertConfig"])
     cases["model_without_config"] = (ft("model_without_config", "classification", folder("empty_model"), *files(data, "cls")), ["config.json"])
     small = folder("small_vocab_model")
     config = HftkBertConfig(vocab_size=1000, hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64)
@@ -456,7 +459,7 @@ def bad_runs(tmp_path_factory, hftk_bert, cls_run, data, bert_tokenizer) -> dict
 
 BAD_INPUTS = [
     "unknown_glue_task", "glue_all_missing_file", "missing_column", "label_out_of_range", "unseen_label_at_evaluation",
-    "evaluate_untrained_head", "model_without_config", "tokenizer_bigger_than_vocab", "qa_answer_not_at_start", "unknown_task",
+    "evaluate_untrained_head", "unknown_model_config_key", "model_without_config", "tokenizer_bigger_than_vocab", "qa_answer_not_at_start", "unknown_task",
 ]
 
 

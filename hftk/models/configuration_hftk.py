@@ -8,6 +8,7 @@ from transformers import PreTrainedConfig
 
 POSITION_EMBEDDING_TYPES = ("sinusoidal", "learned", "rope")
 NORM_TYPES = ("layernorm", "rmsnorm")
+CLASSIFIER_POOLINGS = ("cls", "mean")
 
 
 class HftkConfig(PreTrainedConfig):
@@ -77,12 +78,21 @@ class HftkBertConfig(HftkConfig):
     `sparse_prediction`: during training with labels, run the vocabulary decoder only on
     the masked positions (cramming's trick; in small models the decoder dominates FLOPs).
     `use_pooler`: a dense+tanh layer on the first token, as BERT's sequence classifier uses.
+    `classifier_pooling`: what the sequence classifier reads: `cls` (the first token, BERT's
+    way) or `mean` (the mean of the non-padding tokens; an MLM-only encoder never trains its
+    first token for a sentence-level task, while every token state is pretrained).
     """
 
     model_type = "hftk_bert"
 
     sparse_prediction: bool = True
     use_pooler: bool = True
+    classifier_pooling: str = "cls"
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if self.classifier_pooling not in CLASSIFIER_POOLINGS:
+            raise ValueError(f"classifier_pooling must be one of {CLASSIFIER_POOLINGS}, got {self.classifier_pooling!r}")
 
 
 class HftkGptConfig(HftkConfig):

@@ -140,7 +140,7 @@ class HftkBertForMaskedLM(HftkBertPreTrainedModel):
 
 
 class HftkBertForSequenceClassification(HftkBertPreTrainedModel):
-    """Classification or regression (`config.problem_type`) from the pooled first token."""
+    """Classification or regression (`config.problem_type`) from the pooled first token or token mean."""
 
     def __init__(self, config: HftkBertConfig) -> None:
         super().__init__(config)
@@ -163,10 +163,23 @@ class HftkBertForSequenceClassification(HftkBertPreTrainedModel):
     ) -> SequenceClassifierOutput:
         kwargs.pop("num_items_in_batch", None)
         out = self.model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
-        pooled = out.pooler_output if out.pooler_output is not None else out.last_hidden_state[:, 0]
-        logits = self.classifier(self.dropout(pooled))
+        logits = self.classifier(self.dropout(self.pool(out, attention_mask)))
         loss = sequence_classification_loss(self, logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+    def pool(self, out: BaseModelOutputWithPooling, attention_mask: torch.Tensor | None) -> torch.Tensor:
+        """The sentence vector: BERT's pooled first token, or the mean of the real tokens' states."""
+        if self.config.classifier_pooling == "cls":
+            return out.pooler_output if out.pooler_output is not None else out.last_hidden_state[:, 0]
+        hidden = out.last_hidden_state
+        if attention_mask is None:
+            mean = hidden.mean(dim=1)
+        else:
+            weights = attention_mask[:, :, None].to(hidden.dtype)
+            mean = (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1)
+        pooler = self.model.pooler
+        return torch.tanh(pooler(mean)) if pooler is not None else mean
 
 
 class HftkBertForTokenClassification(HftkBertPreTrainedModel):

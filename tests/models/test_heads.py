@@ -179,6 +179,20 @@ def test_bert_sequence_classifier_reads_the_pooled_first_token():
         torch.testing.assert_close(model(ids).logits, hand)
 
 
+def test_bert_sequence_classifier_mean_pooling_averages_the_real_tokens_only():
+    model = build(HftkBertForSequenceClassification, tiny_bert_config(num_labels=3, classifier_pooling="mean"))
+    example = torch.randint(3, 97, (1, 5))
+    padded = torch.cat([example, torch.zeros(1, 3, dtype=torch.long)], dim=1)
+    with torch.no_grad():
+        mean = model.model.encoder(example).last_hidden_state.mean(dim=1)
+        hand = model.classifier(torch.tanh(model.model.pooler(mean)))
+        torch.testing.assert_close(model(example).logits, hand)
+        masked = model(padded, attention_mask=torch.tensor([[1] * 5 + [0] * 3])).logits
+    torch.testing.assert_close(masked, hand, atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="classifier_pooling"):
+        tiny_bert_config(classifier_pooling="max")
+
+
 def test_gpt_sequence_classifier_reads_the_last_real_token_left_or_right_padded():
     model = build(HftkGptForSequenceClassification, tiny_gpt_config(num_labels=2, pad_token_id=0))
     example = torch.tensor([[9, 8, 7, 6]])
