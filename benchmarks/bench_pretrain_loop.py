@@ -156,6 +156,15 @@ def run_hf(steps: int) -> float:
 VARIANTS = {"bare": run_bare, "hftk": run_hftk_loop, "hf": run_hf}
 
 
+def peak_rss_of_this_process_mib() -> float:
+    """VmHWM, which starts afresh at exec; `ru_maxrss` would not: Linux carries it over fork and
+    exec, so every child would report at least the parent's peak."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: no /proc
+
+
 def peak_rss_mib(variant: str, steps: int) -> float:
     """Peak resident memory of one variant, in a fresh child process."""
     result = subprocess.run(
@@ -178,7 +187,7 @@ def main() -> None:
         if args.child:
             call = VARIANTS[args.child]
             call(args.steps, Path(tmp)) if args.child == "hftk" else call(args.steps)
-            print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+            print(peak_rss_of_this_process_mib())
             return
         results: dict[str, list[float]] = {name: [] for name in VARIANTS}
         for round_index in range(args.rounds):
