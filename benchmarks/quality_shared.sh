@@ -34,33 +34,31 @@ from hftk.pipeline import write_random_twin
 write_random_twin(Path('$R/bert-shared'), Path('$R/bert-random'), 0, 'mlm', False, print)
 write_random_twin(Path('$R/gpt-shared'), Path('$R/gpt-random'), 0, 'clm', False, print)"
 }
+finetune() {  # TASK SET MODEL OUT [--set ...]: train on SET's train split, select on dev, score on ../shared's test
+  local task=$1 set=$2 m=$3 o=$4; shift 4
+  local name; name=$(basename $set)
+  hftk finetune $task --model $m -o $o --set data.train_file=$D/$name/train.jsonl \
+    --set data.validation_file=$D/$name/dev.jsonl --set data.test_file=$S/$set/test.jsonl "${common[@]}" "$@"
+}
 ff() {
   local m=$1 o=$2; shift 2
-  hftk finetune classification --model $m -o $o --set data.train_file=$D/fine_foods/train.jsonl \
-    --set data.validation_file=$D/fine_foods/dev.jsonl --set data.test_file=$S/classification/fine_foods/test.jsonl \
-    --set data.max_seq_length=128 --set training.eval_steps=57 "${common[@]}" "$@"
+  finetune classification classification/fine_foods $m $o --set data.max_seq_length=128 --set training.eval_steps=57 "$@"
 }
 qa() {
   local m=$1 o=$2; shift 2
-  hftk finetune qa --model $m -o $o --set data.train_file=$D/brown_cloze/train.jsonl \
-    --set data.validation_file=$D/brown_cloze/dev.jsonl --set data.test_file=$S/qa/brown_cloze/test.jsonl \
-    --set data.version_2_with_negative=true --set data.max_seq_length=128 --set data.doc_stride=32 \
-    --set data.max_train_samples=4000 --set data.max_eval_samples=300 --set training.num_train_epochs=1 \
-    --set training.learning_rate=2e-4 --set training.eval_steps=100 "${common[@]}" "$@"
+  finetune qa qa/brown_cloze $m $o --set data.version_2_with_negative=true --set data.max_seq_length=128 \
+    --set data.doc_stride=32 --set data.max_train_samples=4000 --set data.max_eval_samples=300 \
+    --set training.num_train_epochs=1 --set training.learning_rate=2e-4 --set training.eval_steps=100 "$@"
 }
 ner() {
   local m=$1 o=$2; shift 2
-  hftk finetune ner --model $m -o $o --set data.train_file=$D/wnut16/train.jsonl \
-    --set data.validation_file=$D/wnut16/dev.jsonl --set data.test_file=$S/ner/wnut16/test.jsonl \
-    --set data.max_seq_length=64 --set training.num_train_epochs=5 --set training.learning_rate=3e-4 \
-    --set training.eval_steps=27 "${common[@]}" "$@"
+  finetune ner ner/wnut16 $m $o --set data.max_seq_length=64 --set training.num_train_epochs=5 \
+    --set training.learning_rate=3e-4 --set training.eval_steps=27 "$@"
 }
 gen() {
   local m=$1 o=$2; shift 2
-  hftk finetune generation --model $m -o $o --set data.train_file=$D/bbc_headlines/train.jsonl \
-    --set data.validation_file=$D/bbc_headlines/dev.jsonl --set data.test_file=$S/generation/bbc_headlines/test.jsonl \
-    --set data.max_eval_samples=100 --set training.num_train_epochs=3 --set training.learning_rate=5e-4 \
-    --set training.eval_steps=100 "${common[@]}" "$@"
+  finetune generation generation/bbc_headlines $m $o --set data.max_eval_samples=100 \
+    --set training.num_train_epochs=3 --set training.learning_rate=5e-4 --set training.eval_steps=100 "$@"
 }
 encoder() {
   local ff_sets=(--set training.num_train_epochs=4 --set training.learning_rate=2e-4)
