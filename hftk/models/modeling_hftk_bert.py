@@ -167,7 +167,6 @@ class HftkBertForSequenceClassification(HftkBertPreTrainedModel):
         loss = sequence_classification_loss(self, logits, labels) if labels is not None else None
         return SequenceClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
 
-
     def pool(self, out: BaseModelOutputWithPooling, attention_mask: torch.Tensor | None) -> torch.Tensor:
         """The sentence vector: BERT's pooled first token, or the mean of the real tokens' states."""
         if self.config.classifier_pooling == "cls":
