@@ -20,18 +20,18 @@ split() {  # dev = last 10 % of train
     tail -n $dev $S/$t/train.jsonl > $D/$n/dev.jsonl
   done
 }
+pretrain_sets=(--set "data.train_files=[$S/pretrain]" --set training.mixed_precision=bf16 --set training.warmup_ratio=0.02
+               --set training.eval_steps=250 --set training.save_steps=500)
 pretrain() {  # both at once, one thread each, 40 minutes of wall clock each
-  local shared=(--set "data.train_files=[$S/pretrain]" --set training.mixed_precision=bf16 --set training.max_time_minutes=40
-                --set training.warmup_ratio=0.02 --set training.eval_steps=250 --set training.save_steps=500 --set training.num_threads=1)
-  hftk pretrain pretrain-default -o $R/bert-shared "${shared[@]}" &
-  hftk pretrain pretrain-gpt -o $R/gpt-shared "${shared[@]}" --set model.config.max_position_embeddings=512
+  local sets=("${pretrain_sets[@]}" --set training.max_time_minutes=40 --set training.num_threads=1)
+  hftk pretrain pretrain-default -o $R/bert-shared "${sets[@]}" &
+  hftk pretrain pretrain-gpt -o $R/gpt-shared "${sets[@]}" --set model.config.max_position_embeddings=512
   wait
 }
 pretrain_more() {  # the encoder again from its 40-minute weights: 50 more minutes on 2 threads, warm restart at peak LR 6e-4
   hftk pretrain pretrain-default -o $R/bert-shared-long --set model.name_or_path=$R/bert-shared \
-    --set tokenizer.name_or_path=$R/bert-shared --set "data.train_files=[$S/pretrain]" --set training.mixed_precision=bf16 \
-    --set training.max_time_minutes=50 --set training.learning_rate=6e-4 --set training.warmup_ratio=0.02 \
-    --set training.eval_steps=250 --set training.save_steps=500 --set training.num_threads=2
+    --set tokenizer.name_or_path=$R/bert-shared "${pretrain_sets[@]}" --set training.max_time_minutes=50 \
+    --set training.num_threads=2 --set training.learning_rate=6e-4
 }
 twins() {  # random initialisation of the pretrained configs, with the pretrained tokenizers
   python -c "
