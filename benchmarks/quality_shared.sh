@@ -3,7 +3,7 @@
 # initialisation, fine-tuned identically; plus the real all-MiniLM-L6-v2 on fine_foods.
 # About 5 hours of one CPU core in all (~3 h of wall clock on 2 cores).
 #
-#   bash benchmarks/quality_shared.sh all    # or one step: split | pretrain | pretrain_more | twins | encoder | decoder | minilm | table
+#   bash benchmarks/quality_shared.sh all    # or one step: split | pretrain | pretrain_more | twins | encoder | decoder | minilm | adapted | table | bow
 #
 # Model selection (best checkpoint) uses a dev split, the last 10 % of each train file; the
 # reported numbers are the `test_*` keys of metrics.json, scored once on ../shared's test file.
@@ -28,10 +28,13 @@ pretrain() {  # both at once, one thread each, 40 minutes of wall clock each
   hftk pretrain pretrain-gpt -o $R/gpt-shared "${sets[@]}" --set model.config.max_position_embeddings=512
   wait
 }
-pretrain_more() {  # the encoder again from its 40-minute weights: 50 more minutes on 2 threads, warm restart at peak LR 6e-4
-  hftk pretrain pretrain-default -o $R/bert-shared-long --set model.name_or_path=$R/bert-shared \
-    --set tokenizer.name_or_path=$R/bert-shared "${pretrain_sets[@]}" --set training.max_time_minutes=50 \
-    --set training.num_threads=2 --set training.learning_rate=6e-4
+continue_pretraining() {  # FROM TO MINUTES PEAK_LR: warm restart from FROM's weights and tokenizer, 2 threads
+  hftk pretrain pretrain-default -o $2 --set model.name_or_path=$1 --set tokenizer.name_or_path=$1 \
+    "${pretrain_sets[@]}" --set training.max_time_minutes=$3 --set training.num_threads=2 --set training.learning_rate=$4
+}
+pretrain_more() {  # the encoder again from its 40-minute weights: +50 min at peak LR 6e-4, then +85 min at 4e-4
+  continue_pretraining $R/bert-shared $R/bert-shared-long 50 6e-4
+  continue_pretraining $R/bert-shared-long $R/bert-shared-xl 85 4e-4
 }
 twins() {  # random initialisation of the pretrained configs, with the pretrained tokenizers
   python -c "
@@ -73,9 +76,43 @@ ff_grid() {  # MODEL NAME: fine_foods at three peak learning rates, the same gri
       --set training.mixed_precision=bf16 --set model.config.classifier_pooling=mean
   done
 }
-encoder() {
+tapt() {  # MODEL OUT: task-adaptive masked LM on fine_foods' training texts (labels unused), 12 minutes on 1 thread
+  hftk pretrain pretrain-default -o $2 --set model.name_or_path=$1 --set tokenizer.name_or_path=$1 \
+    --set "data.train_files=[$D/fine_foods/train.jsonl]" --set training.mixed_precision=bf16 --set training.warmup_ratio=0.06 \
+    --set training.eval_steps=100 --set training.save_steps=500 --set training.max_time_minutes=12 \
+    --set training.num_threads=1 --set training.learning_rate=6e-4
+}
+adapted() {  # both encoders through `tapt`, then fine_foods at 3e-4 (the rate the plain grid picked for both); one lane
+  for init in pretrained random; do
+    local m=$([ $init = random ] && echo $R/bert-random || echo $R/bert-shared-long)
+    tapt $m $R/bert-tapt-$init
+    ff $R/bert-tapt-$init $R/ff-tapt-$init --set training.num_train_epochs=4 --set training.learning_rate=3e-4 \
+      --set training.mixed_precision=bf16 --set model.config.classifier_pooling=mean
+  done
+}
+bow() {  # the bag-of-words reference for fine_foods: TF-IDF + logistic regression, picked on dev, test scored once
+  python - "$D/fine_foods" "$S/classification/fine_foods/test.jsonl" <<'PY'
+import json, sys
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+def rows(path): return [json.loads(line) for line in open(path)]
+train, dev, test = rows(f"{sys.argv[1]}/train.jsonl"), rows(f"{sys.argv[1]}/dev.jsonl"), rows(sys.argv[2])
+def fit(ngrams, c):
+    vectorizer = TfidfVectorizer(ngram_range=ngrams, sublinear_tf=True, min_df=2)
+    features = vectorizer.fit_transform([row["text"] for row in train])
+    model = LogisticRegression(C=c, max_iter=2000).fit(features, [row["label"] for row in train])
+    return lambda split: model.score(vectorizer.transform([row["text"] for row in split]), [row["label"] for row in split])
+grid = [(fit(n, c), n, c) for n in ((1, 1), (1, 2)) for c in (1, 3, 10)]
+score, ngrams, c = max(grid, key=lambda g: g[0](dev))
+print(f"tf-idf n-grams {ngrams} C {c}: dev accuracy {score(dev):.3f}  test accuracy {score(test):.3f}")
+PY
+}
+encoder() {  # the same fine-tuning for each stage of pretraining and for the random twin
   ff_grid $R/bert-shared pretrained-40min
-  for init in shared-long random; do
+  ff_grid $R/bert-shared-long pretrained-90min
+  qa $R/bert-shared-long $R/qa-pretrained-90min
+  ner $R/bert-shared-long $R/ner-pretrained-90min
+  for init in shared-xl random; do
     local name=$([ $init = random ] && echo random || echo pretrained)
     ff_grid $R/bert-$init $name
     qa $R/bert-$init $R/qa-$name
@@ -105,6 +142,6 @@ for name, grid in runs.items():
           + f"  -> lr {lr}: test accuracy {best['test_accuracy']:.3f}")
 PY
 }
-all() { split; pretrain; pretrain_more; twins; encoder & { decoder; minilm; }; wait; table; }
+all() { split; pretrain; pretrain_more; twins; encoder & { decoder; minilm; adapted; }; wait; table; bow; }
 
 "$@"
