@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Downstream quality on ../shared: pretrained hftk models vs the same architecture from random
 # initialisation, fine-tuned identically; plus the real all-MiniLM-L6-v2 on fine_foods.
-# About 5 hours of one CPU core in all (~3 h of wall clock on 2 cores).
+# About 9 hours of one CPU core in all (~5 h of wall clock on 2 cores).
 #
 #   bash benchmarks/quality_shared.sh all    # or one step: split | pretrain | pretrain_more | twins | encoder | decoder | minilm | adapted | table | bow
 #
