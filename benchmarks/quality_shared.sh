@@ -69,11 +69,11 @@ gen() {
   finetune generation generation/bbc_headlines $m $o --set data.max_eval_samples=100 \
     --set training.num_train_epochs=3 --set training.learning_rate=5e-4 --set training.eval_steps=100 "$@"
 }
+ff_sets=(--set training.num_train_epochs=4 --set training.mixed_precision=bf16 --set model.config.classifier_pooling=mean)
 ff_grid() {  # MODEL NAME: fine_foods at three peak learning rates, the same grid for every init; `table` picks by dev accuracy
   local m=$1 name=$2
   for lr in 1e-4 3e-4 1e-3; do
-    ff $m $R/ff-$name-lr$lr --set training.num_train_epochs=4 --set training.learning_rate=$lr \
-      --set training.mixed_precision=bf16 --set model.config.classifier_pooling=mean
+    ff $m $R/ff-$name-lr$lr "${ff_sets[@]}" --set training.learning_rate=$lr
   done
 }
 tapt() {  # MODEL OUT: task-adaptive masked LM on fine_foods' training texts (labels unused), 12 minutes on 1 thread
@@ -82,14 +82,11 @@ tapt() {  # MODEL OUT: task-adaptive masked LM on fine_foods' training texts (la
     --set training.eval_steps=100 --set training.save_steps=500 --set training.max_time_minutes=12 \
     --set training.num_threads=1 --set training.learning_rate=6e-4
 }
-adapted() {  # both encoders through `tapt`, then fine_foods at 3e-4 (the rate the plain grid picked for both); one lane
-  for init in pretrained random; do
-    local m=$([ $init = random ] && echo $R/bert-random || echo $R/bert-shared-long)
-    tapt $m $R/bert-tapt-$init
-    ff $R/bert-tapt-$init $R/ff-tapt-$init --set training.num_train_epochs=4 --set training.learning_rate=3e-4 \
-      --set training.mixed_precision=bf16 --set model.config.classifier_pooling=mean
-  done
+adapt() {  # MODEL NAME: `tapt`, then fine_foods at 3e-4 (the rate the plain grid picked for both inits)
+  tapt $1 $R/bert-tapt-$2
+  ff $R/bert-tapt-$2 $R/ff-tapt-$2 "${ff_sets[@]}" --set training.learning_rate=3e-4
 }
+adapted() { adapt $R/bert-shared-long pretrained; adapt $R/bert-random random; }  # one lane
 bow() {  # the bag-of-words reference for fine_foods: TF-IDF + logistic regression, picked on dev, test scored once
   python - "$D/fine_foods" "$S/classification/fine_foods/test.jsonl" <<'PY'
 import json, sys
@@ -107,17 +104,16 @@ score, ngrams, c = max(grid, key=lambda g: g[0](dev))
 print(f"tf-idf n-grams {ngrams} C {c}: dev accuracy {score(dev):.3f}  test accuracy {score(test):.3f}")
 PY
 }
+downstream() {  # MODEL NAME: the fine_foods grid, QA and NER
+  ff_grid $1 $2
+  qa $1 $R/qa-$2
+  ner $1 $R/ner-$2
+}
 encoder() {  # the same fine-tuning for each stage of pretraining and for the random twin
   ff_grid $R/bert-shared pretrained-40min
-  ff_grid $R/bert-shared-long pretrained-90min
-  qa $R/bert-shared-long $R/qa-pretrained-90min
-  ner $R/bert-shared-long $R/ner-pretrained-90min
-  for init in shared-xl random; do
-    local name=$([ $init = random ] && echo random || echo pretrained)
-    ff_grid $R/bert-$init $name
-    qa $R/bert-$init $R/qa-$name
-    ner $R/bert-$init $R/ner-$name
-  done
+  downstream $R/bert-shared-long pretrained-90min
+  downstream $R/bert-shared-xl pretrained
+  downstream $R/bert-random random
 }
 decoder() {
   gen $R/gpt-shared $R/gen-pretrained
