@@ -15,6 +15,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
 from transformers import BertConfig, GPT2Config
 
+from hftk.data.tokenizer import save_tokenizer
 from hftk.errors import HftkError
 from hftk.models import (
     HftkBertConfig,
@@ -229,7 +230,7 @@ def convert_checkpoint(source: str | Path, output_dir: str | Path) -> Path:
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
     try:
-        AutoTokenizer.from_pretrained(str(source)).save_pretrained(output_dir)
+        save_tokenizer(AutoTokenizer.from_pretrained(str(source)), output_dir)
     except (OSError, ValueError):
         pass  # a checkpoint without tokenizer files converts all the same
     return output_dir

@@ -15,6 +15,7 @@ from typing import Any
 
 from accelerate import Accelerator
 
+from hftk.data.tokenizer import save_tokenizer
 from hftk.errors import HftkError
 from hftk.model_card import write_model_card
 from hftk.training.checkpoint import latest_checkpoint, write_json_atomic
@@ -50,7 +51,7 @@ def write_model_folder(model, tokenizer, folder: Path) -> None:
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper: save the real module's names
     model.save_pretrained(folder)
     if tokenizer is not None:
-        tokenizer.save_pretrained(folder)
+        save_tokenizer(tokenizer, folder)
 
 
 def finish_run(

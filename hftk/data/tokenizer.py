@@ -96,6 +96,21 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
         ) from error
 
 
+# Keys transformers 5 records in `init_kwargs` while loading (where the files came from, whether the
+# Hub was reachable) and writes back on `save_pretrained`: facts about one machine's load, not
+# about the tokenizer, so a saved or pushed folder must not carry them.
+LOAD_TIME_KEYS = ("is_local", "local_files_only")
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, folder: str | Path) -> None:
+    """`tokenizer.save_pretrained(folder)` without the load-time keys in `tokenizer_config.json`."""
+    removed = {key: tokenizer.init_kwargs.pop(key) for key in LOAD_TIME_KEYS if key in tokenizer.init_kwargs}
+    try:
+        tokenizer.save_pretrained(str(folder))
+    finally:
+        tokenizer.init_kwargs.update(removed)
+
+
 def continuation_mask(tokenizer: PreTrainedTokenizerBase) -> torch.BoolTensor:
     """Bool[len(tokenizer)], True for tokens that continue the previous token's word (whole-word masking).
 

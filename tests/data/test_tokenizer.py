@@ -165,3 +165,19 @@ def test_errors(tmp_path, austen_lines):
         train_tokenizer([], kind="wordpiece", vocab_size=1000)
     with pytest.raises(HftkError, match="training text is empty"):
         train_tokenizer(["", "  "], kind="bpe", vocab_size=1000)
+
+
+def test_saved_tokenizer_config_has_no_load_time_keys(wordpiece, tmp_path):
+    """transformers 5 records `is_local`/`local_files_only` when loading and writes them back on save;
+    a run folder (and so the Hub) must get the tokenizer's own settings only, however it was loaded."""
+    from hftk.data.tokenizer import LOAD_TIME_KEYS, save_tokenizer
+
+    wordpiece.save_pretrained(tmp_path / "trained")
+    original = json.loads((tmp_path / "trained" / "tokenizer_config.json").read_text())
+    loaded = load_tokenizer(str(tmp_path / "trained"))
+    before = dict(loaded.init_kwargs)
+    save_tokenizer(loaded, tmp_path / "resaved")
+    saved = json.loads((tmp_path / "resaved" / "tokenizer_config.json").read_text())
+    assert saved == original and not set(LOAD_TIME_KEYS) & set(saved)
+    assert loaded.init_kwargs == before  # the caller's tokenizer is left as it was
+    assert load_tokenizer(str(tmp_path / "resaved"))(SAMPLE)["input_ids"] == wordpiece(SAMPLE)["input_ids"]
