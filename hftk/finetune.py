@@ -23,7 +23,7 @@ from transformers import AutoConfig, PreTrainedModel
 
 from hftk.data.tokenizer import load_tokenizer
 from hftk.errors import HftkError
-from hftk.lora import apply_lora, save_lora_outputs
+from hftk.lora import apply_lora, fresh_modules, save_lora_outputs
 from hftk.pretrain import flat_config
 from hftk.recipe import FinetuneRecipe, dump_recipe
 from hftk.run_outputs import finish_run, prepare_output_dir, write_model_folder
@@ -153,8 +153,7 @@ def build_head(recipe: FinetuneRecipe, task: TaskData, config) -> tuple[PreTrain
         model, info = auto_class.from_pretrained(recipe.model.name_or_path, output_loading_info=True, **kwargs)
     except ValueError as error:
         raise HftkError(f"cannot build a {task.auto_model_class} from {recipe.model.name_or_path}: {error}") from error
-    new_modules = sorted({key.rsplit(".", 1)[0] for key in info["missing_keys"]})
-    return model, new_modules
+    return model, fresh_modules(info)
 
 
 class Evaluator:
