@@ -26,7 +26,14 @@ from hftk.errors import HftkError
 from hftk.lora import apply_lora, fresh_modules, save_lora_outputs
 from hftk.pretrain import flat_config
 from hftk.recipe import FinetuneRecipe, dump_recipe
-from hftk.run_outputs import finish_run, prepare_output_dir, write_model_folder
+from hftk.run_outputs import (
+    check_device_settings,
+    check_output_dir,
+    finish_run,
+    prepare_output_dir,
+    removes_new_output_dir_on_error,
+    write_model_folder,
+)
 from hftk.tasks import TaskData, get_task
 from hftk.tasks.generation import decode_generated, prepare_generation_inputs
 from hftk.training.loop import TrainingHooks, train
@@ -109,18 +116,74 @@ def build_task(recipe: FinetuneRecipe, tokenizer, config=None) -> TaskData:
     )
 
 
+def load_model_config(path: str):
+    """The checkpoint's config, with errors that name the real problem (no folder, bad JSON, no weights)."""
+    folder = Path(path)
+    if folder.exists():
+        if not folder.is_dir():
+            raise HftkError(f"--model {path} is a file: point --model at a saved model folder")
+        if not (folder / "config.json").is_file():
+            raise HftkError(f"model folder {path} has no config.json: point --model at a saved model folder")
+        try:
+            json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise HftkError(
+                f"{folder / 'config.json'} is not valid JSON ({str(error).splitlines()[0]}): the folder is damaged; "
+                "save the model again or point --model at another folder"
+            ) from None
+        check_safetensors(folder)
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        if not folder.exists():
+            raise HftkError(
+                f"--model {path}: no such folder, and no model of that name could be loaded from the Hub "
+                f"({type(error).__name__}); check the path (e.g. run `hftk pretrain` first to get runs/pretrain-default)"
+            ) from None
+        raise HftkError(f"cannot read the model config at {path}: {str(error).splitlines()[0]}") from None
+
+
+def check_safetensors(folder: Path) -> None:
+    """Open every weights file's header: a truncated or damaged file fails here, not after the data is prepared."""
+    from safetensors import SafetensorError, safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as error:
+            raise HftkError(
+                f"{file} is damaged ({str(error).splitlines()[0]}); it was perhaps cut short by a full disk or an "
+                "interrupted copy: save or copy the model again"
+            ) from None
+
+
+def check_model_config_overrides(recipe: FinetuneRecipe, config) -> None:
+    """`--set model.config.KEY=VALUE`: a field the config has, with a value its class accepts."""
+    unknown = sorted(key for key in recipe.model.config if not hasattr(config, key))
+    if unknown:
+        from hftk.recipe import did_you_mean
+
+        raise HftkError(
+            f"model.config.{', model.config.'.join(unknown)}: not a field of {type(config).__name__} "
+            f"({recipe.model.name_or_path}){did_you_mean(unknown[0], config.to_dict(), 'model.config.')}; "
+            "see its config.json for the fields"
+        )
+    if recipe.model.config:
+        try:  # from_pretrained(**kwargs) sets overrides after the class's checks; run them here
+            type(config).from_dict({**config.to_dict(), **recipe.model.config})
+        except (ValueError, TypeError) as error:
+            raise HftkError(f"--set model.config: {str(error).splitlines()[0]}") from None
+
+
 def load_model_and_tokenizer(recipe: FinetuneRecipe):
     """The tokenizer and checkpoint of `model.name_or_path`, with clear errors for bad folders."""
     path = recipe.model.name_or_path
     if not path:
         raise HftkError("no model to fine-tune: pass --model PATH (a folder from `hftk pretrain` or any checkpoint)")
-    if Path(path).exists() and not (Path(path) / "config.json").is_file():
-        raise HftkError(f"model folder {path} has no config.json: point --model at a saved model folder")
+    config = load_model_config(path)
+    check_model_config_overrides(recipe, config)
     tokenizer = load_tokenizer(path)
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as error:
-        raise HftkError(f"cannot read the model config at {path}: {str(error).splitlines()[0]}") from error
     if len(tokenizer) > config.vocab_size:
         raise HftkError(
             f"tokenizer at {path} has {len(tokenizer)} tokens but the model's vocabulary is {config.vocab_size}: "
@@ -243,6 +306,7 @@ def concat_padded(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.zeros((0,))
 
 
+@removes_new_output_dir_on_error
 def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: bool = False) -> Path:
     """Fine-tune (or only evaluate) a model on a task; return the output folder."""
     training = recipe.training
@@ -255,6 +319,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         project_dir=str(output_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    check_device_settings(training, accelerator)
+    check_output_dir(output_dir)
     tokenizer, config = load_model_and_tokenizer(recipe)
     with accelerator.main_process_first():
         task = build_task(recipe, tokenizer, config if evaluate_only else None)

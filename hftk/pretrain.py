@@ -26,7 +26,13 @@ from hftk.data.tokenizer import continuation_mask, load_tokenizer, train_tokeniz
 from hftk.errors import HftkError
 from hftk.models import MODEL_TYPES
 from hftk.recipe import PretrainRecipe, dump_recipe
-from hftk.run_outputs import finish_run, prepare_output_dir, write_model_folder
+from hftk.run_outputs import (
+    check_device_settings,
+    finish_run,
+    prepare_output_dir,
+    removes_new_output_dir_on_error,
+    write_model_folder,
+)
 from hftk.training.loop import TrainingHooks, train
 
 MASK_SEED_STRIDE = 1_000_003
@@ -69,6 +75,7 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> PreTrainedModel:
     return auto_class.from_config(config, attn_implementation=recipe.model.attn_implementation)
 
 
+@removes_new_output_dir_on_error
 def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     """Run a pretraining recipe; return the output folder."""
     training, data = recipe.training, recipe.data
@@ -81,6 +88,7 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         project_dir=str(output_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    check_device_settings(training, accelerator)
     resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
     set_seed(training.seed)
 
