@@ -49,6 +49,7 @@ def build_task(recipe: FinetuneRecipe, tokenizer, config=None) -> TaskData:
         validation_file=data.validation_file,
         max_train_samples=data.max_train_samples,
         max_eval_samples=data.max_eval_samples,
+        train_sample_seed=data.train_sample_seed,
     )
     hub = dict(dataset_name=data.dataset_name, dataset_config=data.dataset_config)
     if recipe.task == "glue":
@@ -181,6 +182,8 @@ class Evaluator:
                 outputs = self._generate(model, split)
             self.last_predictions[split] = outputs
             metrics.update(self.task.compute_metrics(split, outputs))
+            # How many examples the scores are over: what a report needs for their standard error.
+            metrics["samples"] = len(self.task.eval_examples.get(split, self.task.eval[split]))
             results.update({f"{prefix}{k}": v for k, v in metrics.items()})
         return results
 

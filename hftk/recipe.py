@@ -172,6 +172,9 @@ class FinetuneDataSection(Section):
     null_score_diff_threshold: float = 0.0
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
+    train_sample_seed: int | None = Field(
+        None, description="with max_train_samples: draw that many training examples at random with this seed, not the first ones"
+    )
 
 
 class LoraSection(Section):
