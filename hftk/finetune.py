@@ -349,7 +349,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             recipe_yaml=dump_recipe(recipe),
             metrics=metrics,
             log_history=state.log_history,
-            card={"base_model": recipe.model.name_or_path, "datasets": dataset_names(recipe)},
+            card={"base_model": recipe.model.name_or_path},  # data and licence: read from recipe.yaml
         )
         (output_dir / "all_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
     accelerator.wait_for_everyone()
@@ -390,15 +390,6 @@ def load_best(model: PreTrainedModel, folder: Path) -> PreTrainedModel:
         raise HftkError(f"best checkpoint in {folder} does not fit the model: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     return model
-
-
-def dataset_names(recipe: FinetuneRecipe) -> list[str]:
-    data = recipe.data
-    if data.dataset_name:
-        return [data.dataset_name]
-    if recipe.task == "glue" and data.glue_task:
-        return ["nyu-mll/glue"]
-    return [Path(data.train_file).parent.name] if data.train_file else []
 
 
 def write_predictions(output_dir: Path, task: TaskData, evaluator: Evaluator, tokenizer, staging: bool = False) -> None:

@@ -112,6 +112,12 @@ class OutputSection(Section):
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = False
+    license: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9.+-]*$",
+        description="the model card's licence (a Hub licence id such as apache-2.0, mit, cc-by-4.0, other); "
+        "default: what the data allows (see hftk/provenance.py)",
+    )
 
 
 class PretrainRecipe(Section):
