@@ -56,6 +56,7 @@ def build_task(recipe: FinetuneRecipe, tokenizer, config=None) -> TaskData:
         validation_file=data.validation_file,
         max_train_samples=data.max_train_samples,
         max_eval_samples=data.max_eval_samples,
+        train_sample_seed=data.train_sample_seed,
     )
     hub = dict(dataset_name=data.dataset_name, dataset_config=data.dataset_config)
     if recipe.task == "glue":
@@ -243,6 +244,8 @@ class Evaluator:
                 outputs = self._generate(model, split)
             self.last_predictions[split] = outputs
             metrics.update(self.task.compute_metrics(split, outputs))
+            # How many examples the scores are over: what a report needs for their standard error.
+            metrics["samples"] = len(self.task.eval_examples.get(split, self.task.eval[split]))
             results.update({f"{prefix}{k}": v for k, v in metrics.items()})
         return results
 
@@ -411,7 +414,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             recipe_yaml=dump_recipe(recipe),
             metrics=metrics,
             log_history=state.log_history,
-            card={"base_model": recipe.model.name_or_path, "datasets": dataset_names(recipe)},
+            card={"base_model": recipe.model.name_or_path},  # data and licence: read from recipe.yaml
         )
         (output_dir / "all_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
     accelerator.wait_for_everyone()
@@ -452,15 +455,6 @@ def load_best(model: PreTrainedModel, folder: Path) -> PreTrainedModel:
         raise HftkError(f"best checkpoint in {folder} does not fit the model: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     return model
-
-
-def dataset_names(recipe: FinetuneRecipe) -> list[str]:
-    data = recipe.data
-    if data.dataset_name:
-        return [data.dataset_name]
-    if recipe.task == "glue" and data.glue_task:
-        return ["nyu-mll/glue"]
-    return [Path(data.train_file).parent.name] if data.train_file else []
 
 
 def write_predictions(output_dir: Path, task: TaskData, evaluator: Evaluator, tokenizer, staging: bool = False) -> None:

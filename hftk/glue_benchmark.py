@@ -33,7 +33,7 @@ def run_glue_benchmark(recipe_for: Callable[[str], FinetuneRecipe], resume: bool
         main = f"eval_{get_glue_task(name).main_metric}"
         if main not in metrics:
             raise HftkError(f"GLUE {name}: {main} missing from {done}")
-        scores[name] = {k.removeprefix("eval_"): v for k, v in metrics.items() if k.startswith("eval_") and "loss" not in k}
+        scores[name] = {k.removeprefix("eval_"): v for k, v in metrics.items() if k.startswith("eval_") and "loss" not in k and k != "eval_samples"}
         scores[name]["score"] = metrics[main]
     average = sum(s["score"] for s in scores.values()) / len(scores)
     lines = ["| task | main metric | score |", "|---|---|---|"]

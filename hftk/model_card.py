@@ -4,6 +4,10 @@ The card is built from what the run folder already holds (config.json, the safet
 recipe.yaml, metrics.json, loss.png) so it describes the exact artifact being shared, and the
 metadata goes through `huggingface_hub.ModelCardData`/`EvalResult` so the Hub parses it
 (pipeline widget, model-index results) the same way it parses any transformers model.
+
+Only evaluation scores go into `model-index` (the Hub shows them as benchmark results), each
+with the data it was measured on; training facts (throughput, wall time, tokens, parameters)
+go into the card's text. The licence and the data names come from `hftk.provenance`.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from hftk.errors import HftkError
+from hftk.provenance import DataRef, default_license, run_data
 
 # Architecture suffix -> (pipeline tag, transformers Auto class). Checked in order.
 HEADS: list[tuple[str, str, str]] = [
@@ -33,8 +38,11 @@ HEADS: list[tuple[str, str, str]] = [
 ]
 
 # Keys of a Trainer/Accelerate metrics dict that are bookkeeping, not model quality.
-_BOOKKEEPING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_flos")
+_BOOKKEEPING_SUFFIXES = ("_runtime", "_samples_per_second", "_steps_per_second", "_flos", "_samples")
 _BOOKKEEPING_KEYS = {"epoch", "step", "global_step", "total_flos"}
+# Evaluation scores: measured on held-out data (`eval_*` validation, `test_*` test, pretraining's perplexity).
+_EVAL_PREFIXES = ("eval_", "test_")
+_UNPREFIXED_EVAL = {"perplexity"}
 
 # What a short usage example feeds each pipeline.
 _PIPELINE_EXAMPLES = {
@@ -95,19 +103,29 @@ def _is_number(value: Any) -> bool:
 
 
 def eval_metrics(metrics: dict[str, Any]) -> dict[str, float]:
-    """The quality metrics that go into the model-index: finite numbers, minus train/timing bookkeeping.
+    """The quality metrics that go into the model-index: evaluation scores only.
 
-    `eval_*` keys and un-prefixed ones (e.g. `perplexity`) are kept; `train_*` and runtime/throughput
-    entries are not results a reader should compare models on.
+    `eval_*` / `test_*` keys and `perplexity` (finite numbers) are kept; runtime, throughput and
+    example counts among them are not. Everything else (tokens_seen, tokens_per_second,
+    wall_time_seconds, num_parameters, train_*) describes the training run, not the model's quality.
     """
     kept = {}
     for key, value in metrics.items():
-        if not _is_number(value) or key in _BOOKKEEPING_KEYS or key.startswith("train_"):
+        if not _is_number(value) or key in _BOOKKEEPING_KEYS or key.endswith(_BOOKKEEPING_SUFFIXES):
             continue
-        if key.endswith(_BOOKKEEPING_SUFFIXES):
-            continue
-        kept[key] = value
+        if key.startswith(_EVAL_PREFIXES) or key in _UNPREFIXED_EVAL:
+            kept[key] = value
     return kept
+
+
+def training_facts(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Every other metrics.json entry: what the run did (steps, tokens, time, throughput, size)."""
+    results = eval_metrics(metrics)
+    return {key: value for key, value in metrics.items() if key not in results and not isinstance(value, (dict, list))}
+
+
+def _evaluated_on(key: str, evaluated: dict[str, DataRef]) -> DataRef | None:
+    return evaluated.get("test" if key.startswith("test_") else "eval")
 
 
 def count_parameters(folder: Path) -> int | None:
@@ -208,11 +226,25 @@ def _format_value(value: Any) -> str:
     return str(value)
 
 
-def _results_section(metrics: dict[str, Any]) -> str:
+def _results_section(metrics: dict[str, Any], evaluated: dict[str, DataRef]) -> str:
     if not metrics:
         return "No evaluation metrics were saved with this model (no `metrics.json`)."
-    lines = ["| Metric | Value |", "|---|---|"]
-    lines += [f"| {key} | {_format_value(value)} |" for key, value in metrics.items()]
+    results = eval_metrics(metrics)
+    if not results:
+        return "No evaluation scores in `metrics.json`."
+    lines = ["| Metric | Value | Data |", "|---|---|---|"]
+    for key, value in results.items():
+        data = _evaluated_on(key, evaluated)
+        where = f"{data.name}, {data.split} split" if data and data.split else (data.name if data else "not recorded")
+        lines.append(f"| {key} | {_format_value(value)} | {where} |")
+    return "\n".join(lines)
+
+
+def _facts_section(metrics: dict[str, Any]) -> str:
+    facts = training_facts(metrics)
+    if not facts:
+        return ""
+    lines = ["| | |", "|---|---|"] + [f"| {key} | {_format_value(value)} |" for key, value in facts.items()]
     return "\n".join(lines)
 
 
@@ -247,17 +279,27 @@ def render_model_card(
     extra_tags: list[str] | None = None,
     repo_id: str | None = None,
     model_name: str | None = None,
+    license: str | None = None,
 ) -> str:
     """The README.md text (YAML metadata + markdown body) for a saved run folder.
 
     `task` overrides the pipeline tag derived from `config.json`'s architectures. `repo_id` is the
     id in the usage snippet (default: the local folder; `push_folder` swaps in the repo id).
     `model_name` titles the card and the model-index (default: repo name, else folder name; a
-    hidden staging folder such as `run/.final.tmp` counts as its parent `run`).
+    hidden staging folder such as `run/.final.tmp` counts as its parent `run`). The training and
+    evaluation data and the licence are read from `recipe.yaml` (`hftk.provenance`); `datasets`
+    and `license` override them.
     """
     folder = Path(folder)
     config = _load_config(folder)
     metrics = load_metrics(folder)
+    recipe = _load_recipe(folder)
+    trained_on, evaluated = run_data(recipe)
+    if datasets is None:
+        datasets = [ref.id if ref.hub else ref.name for ref in trained_on]
+    license_reason = "set by the caller."
+    if license is None:
+        license, license_reason = default_license(recipe, base_model)
     pipeline_tag, auto_class = head_for(config.get("architectures"))
     pipeline_tag = task or pipeline_tag
     model_type = config.get("model_type")
@@ -265,7 +307,9 @@ def render_model_card(
     model_name = model_name or (repo_id.split("/")[-1] if repo_id else final_folder.resolve().name)
     model_id = repo_id or str(final_folder)
     datasets = list(datasets or [])
-    hub_datasets = [d for d in datasets if _is_hub_id(d)]
+    known_hub = {ref.id for ref in [*trained_on, *evaluated.values()] if ref.hub}
+    hub_datasets = [d for d in datasets if d in known_hub or _is_hub_id(d)]
+    hub_datasets += sorted(known_hub - set(hub_datasets))
     hub_base_model = base_model if base_model and _is_hub_id(base_model) else None
 
     tags = ["hftk"] + ([model_type] if model_type else [])
@@ -274,19 +318,24 @@ def render_model_card(
     tags += list(extra_tags or [])
 
     results = eval_metrics(metrics)
-    dataset_id = hub_datasets[0] if hub_datasets else (datasets[0] if datasets else "custom")
-    eval_results = [
-        EvalResult(
-            task_type=pipeline_tag or "other",
-            dataset_type=dataset_id,
-            dataset_name=dataset_id,
-            metric_type=key.removeprefix("eval_"),
-            metric_name=key,
-            metric_value=value,
+    fallback = DataRef(datasets[0], datasets[0]) if datasets else DataRef("unrecorded", "data not recorded (no recipe.yaml)")
+    eval_results = []
+    for key, value in results.items():
+        data = _evaluated_on(key, evaluated) or fallback
+        eval_results.append(
+            EvalResult(
+                task_type=pipeline_tag or "other",
+                dataset_type=data.id,
+                dataset_name=data.name,
+                dataset_config=data.config,
+                dataset_split=data.split,
+                metric_type=key.removeprefix("eval_").removeprefix("test_"),
+                metric_name=key,
+                metric_value=value,
+            )
         )
-        for key, value in results.items()
-    ]
     card_data = ModelCardData(
+        license=license,
         library_name="transformers",
         pipeline_tag=pipeline_tag,
         tags=tags,
@@ -306,7 +355,7 @@ def render_model_card(
         origin = "trained"
     intro = f"A `{model_type or 'transformers'}` model {origin} with hftk"
     if datasets:
-        intro += " on " + ", ".join(f"`{d}`" for d in datasets)
+        intro += " on " + ", ".join(f"`{d}`" if _is_hub_id(d) else d for d in datasets)
     intro += "."
     if config.get("auto_map"):
         intro += " Its modeling code ships in this repository, so loading it needs `trust_remote_code=True`."
@@ -317,6 +366,9 @@ def render_model_card(
         training += recipe_path.read_text(encoding="utf-8").rstrip("\n") + "\n```"
     else:
         training = "No `recipe.yaml` was saved with this model."
+    facts = _facts_section(metrics)
+    if facts:
+        training += "\n\n### Training facts\n\nWhat the run did (not evaluation results):\n\n" + facts
     if (folder / "loss.png").is_file():
         training += "\n\n### Loss curve\n\n![loss](loss.png)"
 
@@ -329,12 +381,25 @@ def render_model_card(
             "## Training",
             training,
             "## Results",
-            _results_section(metrics),
+            _results_section(metrics, evaluated),
             "## Usage",
             _usage_section(model_id, auto_class, pipeline_tag),
+            "## Licence",
+            f"`{license}`: {license_reason}",
         ]
     )
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}\n").content
+
+
+def _load_recipe(folder: Path) -> dict[str, Any]:
+    path = folder / "recipe.yaml"
+    if not path.is_file():
+        return {}
+    try:
+        recipe = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError:
+        return {}  # the card is still worth writing; its data is then "not recorded"
+    return recipe if isinstance(recipe, dict) else {}
 
 
 def write_model_card(folder: Path | str, **kwargs: Any) -> Path:

@@ -16,6 +16,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +30,7 @@ from hftk.run_outputs import FINISHED_MARKER
 PRETRAIN_STAGE = "pretrain"
 BASELINE_INIT_STAGE = "baseline-init"
 BASELINE_PREFIX = "baseline-"
+CURVES_DIR = "curves"
 STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 Echo = Callable[[str], None]
@@ -57,6 +59,29 @@ class PretrainSpec(Section):
     _lists = field_validator("set", mode="before")(_as_list)
 
 
+class LearningCurveSpec(Section):
+    """Fine-tune at several training-set sizes, several seeds each: what pretraining buys when labels are few."""
+
+    sizes: list[int | Literal["all"]] = Field(min_length=1, description="numbers of training examples; all = the whole set")
+    seeds: int = Field(3, description="runs per size (seed = training.seed + i; each draws its own subset)")
+
+    @field_validator("sizes")
+    @classmethod
+    def _positive_unique(cls, value: list[int | str]) -> list[int | str]:
+        if any(isinstance(size, int) and size < 1 for size in value):
+            raise ValueError("sizes must be positive numbers of training examples or 'all'")
+        if len(set(value)) != len(value):
+            raise ValueError("sizes must not repeat")
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _at_least_one(cls, value: int) -> int:
+        if value < 1:
+            raise ValueError("seeds must be at least 1 (fine-tuning runs per size)")
+        return value
+
+
 class FinetuneStage(Section):
     """One fine-tuning task run on the pretrained model (and on the baseline)."""
 
@@ -69,6 +94,7 @@ class FinetuneStage(Section):
     training: dict[str, Any] | None = None
     lora: dict[str, Any] | None = None
     generation: dict[str, Any] | None = None
+    learning_curve: LearningCurveSpec | None = None
 
     _lists = field_validator("set", mode="before")(_as_list)
 
@@ -126,6 +152,30 @@ class Pipeline(Section):
 # ---------------------------------------------------------------------------------------------
 
 
+@dataclass
+class CurvePoint:
+    """One learning-curve run: a training-set size and seed, on the pretrained model and on the baseline.
+
+    The point (whole set, first seed) is the stage itself (`main`): it is not run twice.
+    """
+
+    stage: str
+    size: int | None  # None: the stage's whole training set
+    seed: int
+    pretrained: FinetuneRecipe
+    baseline: FinetuneRecipe | None
+    main: bool
+    examples: int | None  # training examples (None: a Hub set, not counted before it runs)
+
+    @property
+    def label(self) -> str:
+        return "all" if self.size is None else str(self.size)
+
+    @property
+    def name(self) -> str:
+        return f"{self.stage}/n{self.label}-seed{self.seed}"
+
+
 class LoadedPipeline:
     """The validated pipeline with the recipe every stage will run (paths already filled in)."""
 
@@ -134,9 +184,57 @@ class LoadedPipeline:
         self.pretrain = pretrain
         self.finetune = finetune
         self.output_dir = Path(spec.output_dir)
+        self.curves: dict[str, list[CurvePoint]] = {
+            stage.name: curve_points(self, stage.name, stage.learning_curve) for stage in spec.finetune if stage.learning_curve
+        }
 
     def stage_dir(self, name: str) -> Path:
         return self.output_dir / name
+
+
+def train_set_size(recipe: FinetuneRecipe) -> int | None:
+    """Examples a stage trains on (its data.max_train_samples applied); None for Hub data (checked when it runs)."""
+    if not recipe.data.train_file:
+        return None
+    from hftk.tasks.common import load_splits
+
+    size = len(load_splits(data_files={"train": recipe.data.train_file})["train"])
+    return min(size, recipe.data.max_train_samples or size)
+
+
+def curve_points(pipeline: LoadedPipeline, name: str, spec: LearningCurveSpec) -> list[CurvePoint]:
+    """Every (size, seed) run of one stage's learning curve, with its recipes; sizes checked against the data."""
+    recipe = pipeline.finetune[name]
+    total = train_set_size(recipe)
+    too_big = [size for size in spec.sizes if size != "all" and total is not None and size > total]
+    if too_big:
+        raise HftkError(
+            f"finetune stage {name}: learning_curve size {too_big[0]} is larger than the training set "
+            f"({total} examples{' after data.max_train_samples' if recipe.data.max_train_samples else ''}); "
+            f"use sizes up to {total} or 'all'"
+        )
+    init = pipeline.stage_dir(BASELINE_INIT_STAGE)
+    curves = pipeline.output_dir / CURVES_DIR
+    points = []
+    for size in spec.sizes:
+        for index in range(spec.seeds):
+            seed = recipe.training.seed + index
+            main = size == "all" and index == 0
+            folder = f"n{size}-seed{seed}"
+            run = recipe if main else recipe.model_copy(deep=True)
+            if not main:
+                run.training.seed = seed
+                run.output.output_dir = str(curves / name / folder)
+                if size != "all":
+                    run.data.max_train_samples = size
+                    run.data.train_sample_seed = seed
+            baseline = None
+            if pipeline.spec.baseline is not None:
+                target = pipeline.stage_dir(BASELINE_PREFIX + name) if main else curves / (BASELINE_PREFIX + name) / folder
+                baseline = with_model(run, init, target)
+            examples = total if size == "all" else size
+            points.append(CurvePoint(name, None if size == "all" else size, seed, run, baseline, main, examples))
+    return points
 
 
 def split_overrides(overrides: list[str], stage_names: list[str]) -> tuple[list[str], list[str], dict[str, list[str]]]:
@@ -330,6 +428,13 @@ def run_pipeline(pipeline: LoadedPipeline, *, overwrite: bool = False, echo: Ech
         for name, recipe in pipeline.finetune.items():
             twin = with_model(recipe, init, pipeline.stage_dir(BASELINE_PREFIX + name))
             run_stage(BASELINE_PREFIX + name, twin, finetune, echo, overwrite)
+    for points in pipeline.curves.values():
+        for point in points:
+            if point.main:
+                continue  # the stage itself, run above
+            run_stage(point.name, point.pretrained, finetune, echo, overwrite)
+            if point.baseline is not None:
+                run_stage(BASELINE_PREFIX + point.name, point.baseline, finetune, echo, overwrite)
     report = write_report(pipeline)
     echo(f"report written to {report}")
     if pipeline.spec.push is not None:

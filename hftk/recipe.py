@@ -113,6 +113,12 @@ class OutputSection(Section):
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = False
+    license: str | None = Field(
+        None,
+        pattern=r"^[a-z0-9][a-z0-9.+-]*$",
+        description="the model card's licence (a Hub licence id such as apache-2.0, mit, cc-by-4.0, other); "
+        "default: what the data allows (see hftk/provenance.py)",
+    )
 
 
 class PretrainRecipe(Section):
@@ -180,6 +186,9 @@ class FinetuneDataSection(Section):
     null_score_diff_threshold: float = 0.0
     max_train_samples: int | None = Field(None, ge=1)
     max_eval_samples: int | None = Field(None, ge=1)
+    train_sample_seed: int | None = Field(
+        None, description="with max_train_samples: draw that many training examples at random with this seed, not the first ones"
+    )
 
 
 class LoraSection(Section):

@@ -266,3 +266,126 @@ def test_bad_folders_raise_one_line_errors(tmp_path):
     (folder / "metrics.json").write_text("{not json")
     with pytest.raises(HftkError, match="metrics.json is not valid JSON"):
         render_model_card(folder)
+
+
+# --- issue 17 item 11: only evaluation scores in model-index, named data, a licence -----------------
+
+PRETRAIN_METRICS = {  # the keys `hftk pretrain` writes
+    "eval_loss": 4.8,
+    "perplexity": 121.5,
+    "train_loss": 4.9,
+    "train_steps": 515,
+    "tokens_seen": 2109440,
+    "tokens_per_second": 5100.5,
+    "train_runtime_seconds": 360.2,
+    "wall_time_seconds": 371.9,
+    "num_parameters": 5300000,
+}
+TRAINING_FACTS = ("train_loss", "train_steps", "tokens_seen", "tokens_per_second", "train_runtime_seconds", "wall_time_seconds", "num_parameters")
+
+
+def pretrain_recipe_yaml(**data) -> str:
+    from hftk.recipe import PretrainRecipe, dump_recipe, load_recipe
+
+    recipe = load_recipe(PretrainRecipe, "pretrain-default")
+    for key, value in data.items():
+        setattr(recipe.data, key, value)
+    return dump_recipe(recipe)
+
+
+def hub_parse(text: str):
+    """What the Hub does with the metadata, offline: ModelCard parses it, model-index becomes EvalResults."""
+    from huggingface_hub import ModelCardData
+    from huggingface_hub.repocard_data import model_index_to_eval_results
+
+    card = ModelCard(text)
+    meta = front_matter(text)
+    name, results = model_index_to_eval_results(meta["model-index"])
+    rebuilt = ModelCardData(**meta)  # round-trips without complaint
+    assert rebuilt.license == card.data.license
+    return card, name, results
+
+
+def test_main_job_card_lists_only_eval_scores_on_the_named_austen_corpus_and_a_licence(tmp_path):
+    folder = make_run(tmp_path, metrics=PRETRAIN_METRICS, recipe=pretrain_recipe_yaml())
+    text = render_model_card(folder)
+    card, name, results = hub_parse(text)
+    assert name == "run"
+    assert {r.metric_name: r.metric_value for r in results} == {"eval_loss": 4.8, "perplexity": 121.5}
+    for result in results:
+        assert result.dataset_type == "austen" and result.dataset_split == "validation"
+        assert result.dataset_name == "Jane Austen's novels (public domain, shipped with hftk), held-out 2 %"
+    assert card.data.license == "apache-2.0"
+    assert "datasets" not in front_matter(text)  # the corpus is not a Hub data set; none is claimed
+    assert "type: custom" not in text and "name: custom" not in text
+    facts = text.split("### Training facts", 1)[1].split("###", 1)[0]
+    for key in TRAINING_FACTS:
+        assert f"| {key} | {_fmt(PRETRAIN_METRICS[key])} |" in facts
+        assert key not in repr(front_matter(text)["model-index"])
+    assert "on Jane Austen's novels (public domain, shipped with hftk)." in text
+    assert "## Licence\n\n`apache-2.0`: the training text (Jane Austen's novels) is in the public domain" in text
+
+
+def _fmt(value):
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def test_local_pretraining_files_are_named_and_the_licence_is_left_to_the_user(tmp_path):
+    recipe = pretrain_recipe_yaml(train_files=["/data/corpus/news.txt", "/data/corpus/blogs.txt"], validation_files=["/data/heldout.txt"])
+    text = render_model_card(make_run(tmp_path, metrics=PRETRAIN_METRICS, recipe=recipe))
+    card, _, results = hub_parse(text)
+    assert {(r.dataset_type, r.dataset_name, r.dataset_split) for r in results} == {("heldout", "data/heldout.txt (local file)", "validation")}
+    assert "on corpus/news.txt, corpus/blogs.txt (local files)." in text
+    assert card.data.license == "other" and "set `output.license`" in text
+
+
+def finetune_recipe_yaml(folder: Path, **data) -> str:
+    from hftk.recipe import FinetuneRecipe, dump_recipe
+
+    recipe = FinetuneRecipe(task="classification")
+    recipe.model.name_or_path = str(folder)
+    for key, value in data.items():
+        setattr(recipe.data, key, value)
+    return dump_recipe(recipe)
+
+
+def test_finetuned_card_names_validation_and_test_data_and_inherits_the_base_licence(tmp_path):
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "README.md").write_text("---\nlicense: mit\n---\n# base\n")
+    recipe = finetune_recipe_yaml(
+        base, train_file="/d/fine_foods/train.jsonl", validation_file="/d/fine_foods/dev.jsonl", test_file="/d/fine_foods/test.jsonl"
+    )
+    metrics = {"eval_accuracy": 0.81, "eval_samples": 400, "test_accuracy": 0.79, "test_samples": 1000, "train_steps": 300, "best_step": 200}
+    text = render_model_card(make_run(tmp_path, metrics=metrics, recipe=recipe), base_model=str(base))
+    card, _, results = hub_parse(text)
+    got = {r.metric_name: (r.metric_type, r.metric_value, r.dataset_type, r.dataset_name, r.dataset_split) for r in results}
+    assert got == {
+        "eval_accuracy": ("accuracy", 0.81, "fine_foods", "fine_foods/dev.jsonl (local file)", "validation"),
+        "test_accuracy": ("accuracy", 0.79, "fine_foods", "fine_foods/test.jsonl (local file)", "test"),
+    }
+    assert card.data.license == "mit" and f"inherited from the base model `{base}`" in text
+    assert "| eval_samples | 400 |" in text and "| best_step | 200 |" in text  # facts, not results
+
+    (base / "README.md").write_text("# no metadata\n")
+    assert ModelCard(render_model_card(tmp_path / "run", base_model=str(base))).data.license == "other"
+
+
+def test_recipe_licence_wins_and_hub_data_goes_into_datasets_metadata(tmp_path):
+    from hftk.recipe import FinetuneRecipe, dump_recipe
+
+    recipe = FinetuneRecipe(task="glue")
+    recipe.data.glue_task = "sst2"
+    recipe.output.license = "cc-by-4.0"
+    text = render_model_card(make_run(tmp_path, metrics={"eval_accuracy": 0.9}, recipe=dump_recipe(recipe)))
+    card, _, [result] = hub_parse(text)
+    assert card.data.license == "cc-by-4.0" and "set by the recipe (`output.license`)" in text
+    assert card.data.datasets == ["nyu-mll/glue"]
+    assert (result.dataset_type, result.dataset_config, result.dataset_split) == ("nyu-mll/glue", "sst2", "validation")
+
+
+def test_licence_key_is_checked_on_load():
+    from hftk.recipe import FinetuneRecipe, load_recipe
+
+    with pytest.raises(HftkError, match="output.license"):
+        load_recipe(FinetuneRecipe, "finetune-classification", ["output.license=Not A Licence"])

@@ -61,6 +61,7 @@ def tiny_pipeline(tmp: Path) -> dict:
                 "task": "classification",
                 "data": {**files("classification/fine_foods"), "max_train_samples": 64, "max_eval_samples": 32, "max_seq_length": 64},
                 "training": dict(FINETUNE_TRAINING),
+                "learning_curve": {"sizes": [16, "all"], "seeds": 2},
             },
             {
                 "name": "cloze",
@@ -150,11 +151,52 @@ def test_report_holds_the_stage_metrics_and_plots(pipeline_run):
         pretrained, baseline = metrics(out / stage)[row["metric"]], metrics(out / f"baseline-{stage}")[row["metric"]]
         assert (row["pretrained"], row["baseline"]) == (pretrained, baseline)
         line = next(line for line in markdown.splitlines() if line.startswith(f"| {stage} | {row['task']} | {row['metric']} |"))
+        if stage == "fine_foods":  # a learning curve with 2 seeds at the whole set: the table shows their mean
+            continue
         digits = 4 if abs(pretrained) < 10 else 2
         assert f"| {pretrained:.{digits}f} |" in line and f"{pretrained - baseline:+.{digits}f}" in line
-    for image in ("loss_curves.png", "results_fine_foods.png", "results_cloze.png", "results_wnut16.png", "results_table.png"):
+        # one run per side: judged against the binomial standard error on the evaluated examples
+        n = int(metrics(out / stage)["eval_samples"])
+        assert n == {"cloze": 16, "wnut16": 32}[stage]
+        assert f"(binomial SE, n={n}) |" in line and line.rstrip(" |").endswith(("within noise", "pretrained higher", "baseline higher"))
+    for image in ("loss_curves.png", "results_fine_foods.png", "results_cloze.png", "results_wnut16.png", "results_chart.png"):
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", image
         assert f"]({image})" in markdown
+
+
+CURVE_RUNS = ["n16-seed42", "n16-seed43", "nall-seed43"]  # nall-seed42 is the fine_foods stage itself
+
+
+def test_learning_curve_runs_every_size_and_seed_on_both_inits_and_reports_mean_and_spread(pipeline_run):
+    _, out, result = pipeline_run
+    curves = out / "curves"
+    assert sorted(p.name for p in (curves / "fine_foods").iterdir()) == sorted(CURVE_RUNS)
+    for run in CURVE_RUNS:
+        for side, init in (("fine_foods", "pretrain"), ("baseline-fine_foods", "baseline-init")):
+            assert f"running stage {'baseline-' if side.startswith('baseline') else ''}fine_foods/{run} ->" in result.stdout
+            recipe = yaml.safe_load((curves / side / run / "recipe.yaml").read_text())
+            seed = int(run.rsplit("seed", 1)[1])
+            assert recipe["model"]["name_or_path"] == str(out / init) and recipe["training"]["seed"] == seed
+            small = run.startswith("n16")
+            assert recipe["data"]["max_train_samples"] == (16 if small else 64)
+            assert recipe["data"]["train_sample_seed"] == (seed if small else None)
+            assert metrics(curves / side / run)["train_steps"] == 3
+    report = json.loads((out / "report.json").read_text())
+    curve = report["learning_curves"]["fine_foods"]
+    assert [point["size"] for point in curve["points"]] == ["16", "all (64)"]
+    folders = {"16": ["n16-seed42", "n16-seed43"], "all (64)": [None, "nall-seed43"]}
+    for point in curve["points"]:
+        for side, main in (("pretrained", "fine_foods"), ("baseline", "baseline-fine_foods")):
+            runs = [metrics(out / main if run is None else curves / main / run)["eval_accuracy"] for run in folders[point["size"]]]
+            assert point[f"{side}_runs"] == runs
+            assert point[side] == pytest.approx(sum(runs) / 2)
+            assert point[f"{side}_std"] == pytest.approx(abs(runs[0] - runs[1]) / 2**0.5)
+        assert point["n"] == 32 and point["verdict"] is not None
+    main = next(row for row in report["main"] if row["stage"] == "fine_foods")
+    assert main["pretrained_runs"] == curve["points"][1]["pretrained_runs"]
+    markdown = (out / "report.md").read_text()
+    assert "## Learning curves" in markdown and "(2 seeds)" in markdown
+    assert (out / "learning_curve_fine_foods.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_a_second_run_skips_finished_stages_resumes_an_interrupted_one_and_restarts_a_partial_one(pipeline_run):

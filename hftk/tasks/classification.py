@@ -254,6 +254,7 @@ def prepare_classification(
     max_seq_length: int = 128,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    train_sample_seed: int | None = None,
     raw: datasets.DatasetDict | None = None,
     cache_dir: str | None = None,
     label_space: LabelSpace | None = None,
@@ -269,7 +270,7 @@ def prepare_classification(
             dataset_name=dataset_name, dataset_config=dataset_config,
             data_files={"train": train_file, validation_split: validation_file}, cache_dir=cache_dir,
         )
-    train = take(raw["train"], max_train_samples) if "train" in raw else None
+    train = take(raw["train"], max_train_samples, seed=train_sample_seed) if "train" in raw else None
     if train is None and label_space is None:
         require_split(raw, "train", "the label set is read from the training data")
     if train is not None:

@@ -179,10 +179,22 @@ def require_fast_tokenizer(tokenizer: Any, task: str) -> None:
         )
 
 
-def take(dataset: datasets.Dataset, max_samples: int | None) -> datasets.Dataset:
-    """The first `max_samples` rows (for quick runs and debugging)."""
+def take(dataset: datasets.Dataset, max_samples: int | None, seed: int | None = None) -> datasets.Dataset:
+    """The first `max_samples` rows (quick runs), or with `seed` that many rows drawn at random.
+
+    The random draw is a label-budget subset for learning curves: each seed a different sample,
+    so the spread over seeds includes which examples happened to be labelled. Asking for more
+    rows than there are is then an error (a curve point would silently repeat the full set).
+    """
+    if seed is not None and max_samples is not None and max_samples > len(dataset):
+        raise HftkError(
+            f"data.max_train_samples ({max_samples}) with data.train_sample_seed is larger than the training set "
+            f"({len(dataset)} examples): ask for at most {len(dataset)}"
+        )
     if max_samples is None or max_samples >= len(dataset):
         return dataset
+    if seed is not None:
+        return dataset.shuffle(seed=seed).select(range(max_samples)).flatten_indices()
     return dataset.select(range(max_samples))
 
 

@@ -195,6 +195,7 @@ def prepare_generation(
     max_new_tokens: int = 32,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    train_sample_seed: int | None = None,
     cache_dir: str | None = None,
 ) -> TaskData:
     """Featurise prompt->target pairs; eval examples get `prompt_input_ids` for `generate`.
@@ -208,7 +209,7 @@ def prepare_generation(
             dataset_name=dataset_name, dataset_config=dataset_config,
             data_files={"train": train_file, validation_split: validation_file}, cache_dir=cache_dir,
         )
-    train = take(raw["train"], max_train_samples) if "train" in raw else None
+    train = take(raw["train"], max_train_samples, seed=train_sample_seed) if "train" in raw else None
     evals = {validation_split: take(raw[validation_split], max_eval_samples)} if validation_split in raw else {}
     if train is None and not evals:
         require_split(raw, "train", f"pass training and/or {validation_split} data")

@@ -124,6 +124,7 @@ def prepare_glue(
     raw: datasets.DatasetDict | None = None,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    train_sample_seed: int | None = None,
     cache_dir: str | None = None,
 ) -> TaskData:
     """Featurise a GLUE task: train split (if present) and every validation split it has.
@@ -133,7 +134,7 @@ def prepare_glue(
     spec = get_glue_task(task)
     if raw is None:
         raw = load_glue(spec.name, train_file=train_file, validation_file=validation_file, cache_dir=cache_dir)
-    train = take(raw["train"], max_train_samples) if "train" in raw else None
+    train = take(raw["train"], max_train_samples, seed=train_sample_seed) if "train" in raw else None
     evals = {s: take(raw[s], max_eval_samples) for s in spec.validation_splits if s in raw}
     if train is None and not evals:
         require_split(raw, "train", f"GLUE {spec.name} needs train and/or {list(spec.validation_splits)}")

@@ -171,6 +171,7 @@ def prepare_ner(
     max_seq_length: int | None = None,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    train_sample_seed: int | None = None,
     cache_dir: str | None = None,
 ) -> TaskData:
     """Load and featurise a token classification set (wnut16: `ner_tags`; brown_pos: `tags_column="tags"`).
@@ -184,7 +185,7 @@ def prepare_ner(
             dataset_name=dataset_name, dataset_config=dataset_config,
             data_files={"train": train_file, validation_split: validation_file}, cache_dir=cache_dir,
         )
-    train = take(raw["train"], max_train_samples) if "train" in raw else None
+    train = take(raw["train"], max_train_samples, seed=train_sample_seed) if "train" in raw else None
     if train is None and label_names is None:
         require_split(raw, "train", "the tag set is read from the training data")
     evals = {validation_split: take(raw[validation_split], max_eval_samples)} if validation_split in raw else {}

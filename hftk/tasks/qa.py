@@ -319,6 +319,7 @@ def prepare_qa(
     null_score_diff_threshold: float = 0.0,
     max_train_samples: int | None = None,
     max_eval_samples: int | None = None,
+    train_sample_seed: int | None = None,
     cache_dir: str | None = None,
 ) -> TaskData:
     """Load (Hub, jsonl/csv/parquet in the Hub layout, or official SQuAD .json) and featurise.
@@ -333,7 +334,7 @@ def prepare_qa(
         )
     if raw is None:
         raw = _load_qa(dataset_name, dataset_config, train_file, validation_file, cache_dir)
-    train = take(raw["train"], max_train_samples) if "train" in raw else None
+    train = take(raw["train"], max_train_samples, seed=train_sample_seed) if "train" in raw else None
     evals = {s: take(raw[s], max_eval_samples) for s in ("validation",) if s in raw}
     if train is None and not evals:
         raise HftkError(f"QA data has neither a train nor a validation split (it has {list(raw)})")

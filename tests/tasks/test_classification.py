@@ -123,3 +123,25 @@ def test_label_space_for_local_csv(tmp_path, bert_tokenizer):
     (tmp_path / "train.txt").write_text("x")
     with pytest.raises(HftkError, match="unsupported extension"):
         prepare_classification(bert_tokenizer, train_file=str(tmp_path / "train.txt"))
+
+
+def test_train_sample_seed_draws_a_random_labelled_subset(bert_tokenizer, data_dir, slice_file, read_jsonl):
+    """Learning-curve subsets: n examples drawn per seed from the whole file, reproducibly; more than there are is an error."""
+    src = data_dir / "classification" / "fine_foods"
+    train, test = slice_file(src / "train.jsonl", 60, "train.jsonl"), slice_file(src / "test.jsonl", 4, "test.jsonl")
+    ids = {tuple(bert_tokenizer(r["text"], truncation=True, max_length=32)["input_ids"]) for r in read_jsonl(src / "train.jsonl", 60)}
+
+    def subset(seed, n=20):
+        task = prepare_classification(
+            bert_tokenizer, train_file=train, validation_file=test, max_seq_length=32, max_train_samples=n, train_sample_seed=seed
+        )
+        return [tuple(row) for row in task.train["input_ids"]]
+
+    first, again, other = subset(1), subset(1), subset(2)
+    assert len(first) == 20 and set(first) <= ids and first == again
+    assert first != other and set(first) != set(other)
+    first_rows = [tuple(bert_tokenizer(r["text"], truncation=True, max_length=32)["input_ids"]) for r in read_jsonl(src / "train.jsonl", 20)]
+    assert set(first) != set(first_rows)  # not the first 20 rows
+    assert len(subset(1, 60)) == 60
+    with pytest.raises(HftkError, match=r"max_train_samples \(61\) with data.train_sample_seed is larger than the training set \(60 examples\)"):
+        subset(1, 61)
