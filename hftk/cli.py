@@ -247,6 +247,26 @@ def recipes_show(
     typer.echo(f"(the file as shipped; `hftk recipes show {name} --resolved` lists every key a run resolves)", err=True)
 
 
+@app.command("accelerate-config")
+def accelerate_config(
+    name: Annotated[Optional[str], typer.Argument(help="fsdp or multi-node; none lists them all.")] = None,
+) -> None:
+    """Print the path of an Accelerate config that ships with hftk, for `accelerate launch --config_file`.
+
+    Example: accelerate launch --config_file $(hftk accelerate-config fsdp) -m hftk pretrain my.yaml
+    """
+    from hftk.training.distributed import accelerate_config_paths
+
+    paths = accelerate_config_paths()
+    if name is None:
+        for stem, path in paths.items():
+            typer.echo(f"{stem:12s} {path}")
+        return
+    if name.removesuffix(".yaml") not in paths:
+        raise HftkError(f"no shipped Accelerate config {name!r}; choose one of: {', '.join(paths)}")
+    typer.echo(str(paths[name.removesuffix(".yaml")]))
+
+
 @app.command()
 def convert(
     source: Annotated[str, typer.Argument(help="BERT or GPT-2 checkpoint folder (or Hub id).")],

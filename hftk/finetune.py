@@ -34,6 +34,14 @@ from hftk.run_outputs import (
     removes_new_output_dir_on_error,
     write_model_folder,
 )
+from hftk.training.distributed import (
+    check_fsdp_wrappable,
+    check_same_recipe,
+    full_state_dict,
+    is_sharded,
+    load_full_state_dict,
+    make_accelerator,
+)
 from hftk.tasks import TaskData, get_task
 from hftk.tasks.generation import decode_generated, prepare_generation_inputs
 from hftk.training.loop import TrainingHooks, train
@@ -296,6 +304,7 @@ class Evaluator:
                 top_p=settings.top_p if settings.do_sample else None,
                 pad_token_id=pad,
                 eos_token_id=self.tokenizer.eos_token_id,
+                synced_gpus=is_sharded(self.accelerator),  # sharded forwards are collective: step in lockstep
             )
             texts.extend(decode_generated(self.tokenizer, sequences, inputs["input_ids"].shape[1]))
         return texts
@@ -316,7 +325,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     output_dir = Path(recipe.output.output_dir)
     if training.num_threads:
         torch.set_num_threads(training.num_threads)
-    accelerator = Accelerator(
+    accelerator = make_accelerator(
         mixed_precision=training.mixed_precision,
         log_with=(training.report_to or None) if not evaluate_only else None,
         project_dir=str(output_dir),
@@ -324,6 +333,9 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     )
     check_device_settings(training, accelerator)
     check_output_dir(output_dir)
+    check_same_recipe(accelerator, dump_recipe(recipe))
+    if recipe.lora.r > 0 and is_sharded(accelerator) and not evaluate_only:
+        raise HftkError("LoRA (lora.r > 0) under FSDP is not supported: fine-tune LoRA without the FSDP config")
     tokenizer, config = load_model_and_tokenizer(recipe)
     with accelerator.main_process_first():
         task = build_task(recipe, tokenizer, config if evaluate_only else None)
@@ -349,6 +361,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         )
     if recipe.lora.r > 0 and not evaluate_only:
         model = apply_lora(model, recipe.lora, task.kind, new_modules)
+    check_fsdp_wrappable(accelerator, model)
     evaluator = Evaluator(recipe, task, tokenizer, accelerator)
 
     if evaluate_only:
@@ -370,8 +383,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         task.train, batch_size=training.per_device_train_batch_size, shuffle=True, collate_fn=task.collator
     )
 
-    def save_model(model, folder: Path) -> None:
-        write_model_folder(model, tokenizer, folder)
+    def save_model(model, folder: Path, state_dict: dict | None = None) -> None:
+        write_model_folder(model, tokenizer, folder, state_dict)
 
     hooks = TrainingHooks(
         save_model=save_model,
@@ -386,8 +399,12 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     final = accelerator.unwrap_model(model)
     best_record = next((r for r in state.log_history if r["step"] == state.best_step and training.metric_for_best_model in r), None)
     if best_record is not None and state.best_step != state.step and (output_dir / "best").is_dir():
-        final = load_best(final, output_dir / "best")
-        evaluator(accelerator.prepare(final))  # predictions of the model we ship
+        if is_sharded(accelerator):  # every rank loads its shard of the best weights
+            load_full_state_dict(model, read_safetensors(output_dir / "best"))
+            evaluator(model)
+        else:
+            final = load_best(final, output_dir / "best")
+            evaluator(accelerator.prepare(final))  # predictions of the model we ship
     else:
         best_record = next((r for r in reversed(state.log_history) if training.metric_for_best_model in r), {})
     metrics = {k: v for k, v in best_record.items() if k.startswith("eval_")}
@@ -402,7 +419,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         }
     )
     if recipe.data.test_file:
-        metrics.update(evaluate_test_file(recipe, tokenizer, final, accelerator))
+        metrics.update(evaluate_test_file(recipe, tokenizer, model if is_sharded(accelerator) else final, accelerator))
+    weights = full_state_dict(accelerator, model)  # FSDP: gathered from every rank, before rank 0 writes
     if accelerator.is_main_process:
         if recipe.lora.r > 0:
             final = save_lora_outputs(final, output_dir, recipe.lora)
@@ -414,6 +432,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             recipe_yaml=dump_recipe(recipe),
             metrics=metrics,
             log_history=state.log_history,
+            state_dict=weights,
             card={"base_model": recipe.model.name_or_path},  # data and licence: read from recipe.yaml
         )
         (output_dir / "all_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
@@ -434,18 +453,16 @@ def evaluate_test_file(recipe: FinetuneRecipe, tokenizer, model: PreTrainedModel
     test_recipe = recipe.model_copy(update={"data": data})
     with accelerator.main_process_first():
         task = build_task(test_recipe, tokenizer, model.config)
-    metrics = Evaluator(test_recipe, task, tokenizer, accelerator)(accelerator.prepare(model))
+    prepared = model if is_sharded(accelerator) else accelerator.prepare(model)  # FSDP: already sharded
+    metrics = Evaluator(test_recipe, task, tokenizer, accelerator)(prepared)
     return {"test_" + key.removeprefix("eval_"): value for key, value in metrics.items()}
 
 
 def load_best(model: PreTrainedModel, folder: Path) -> PreTrainedModel:
     """Load the best evaluation's weights into the trained model (a LoRA model gets its adapter back)."""
     from peft import PeftModel, set_peft_model_state_dict
-    from safetensors.torch import load_file
 
-    state: dict[str, torch.Tensor] = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        state.update(load_file(file))
+    state = read_safetensors(folder)
     if isinstance(model, PeftModel):
         set_peft_model_state_dict(model, state)
         return model
@@ -455,6 +472,15 @@ def load_best(model: PreTrainedModel, folder: Path) -> PreTrainedModel:
         raise HftkError(f"best checkpoint in {folder} does not fit the model: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     return model
+
+
+def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    state: dict[str, torch.Tensor] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(file))
+    return state
 
 
 def write_predictions(output_dir: Path, task: TaskData, evaluator: Evaluator, tokenizer, staging: bool = False) -> None:

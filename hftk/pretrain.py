@@ -33,6 +33,7 @@ from hftk.run_outputs import (
     removes_new_output_dir_on_error,
     write_model_folder,
 )
+from hftk.training.distributed import check_fsdp_wrappable, check_same_recipe, full_state_dict, make_accelerator
 from hftk.training.loop import TrainingHooks, train
 
 MASK_SEED_STRIDE = 1_000_003
@@ -82,13 +83,14 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     output_dir = Path(recipe.output.output_dir)
     if training.num_threads:
         torch.set_num_threads(training.num_threads)
-    accelerator = Accelerator(
+    accelerator = make_accelerator(
         mixed_precision=training.mixed_precision,
         log_with=training.report_to or None,
         project_dir=str(output_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
     check_device_settings(training, accelerator)
+    check_same_recipe(accelerator, dump_recipe(recipe))
     resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
     set_seed(training.seed)
 
@@ -115,6 +117,7 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
             for split in ("train", "validation")
         }
     model = build_model(recipe, tokenizer)
+    check_fsdp_wrappable(accelerator, model)
     accelerator.print(
         f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f} M parameters, "
         f"{len(packed['train'])} training blocks of {data.max_seq_length} tokens"
@@ -147,8 +150,8 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         loss = (total_loss / total_targets.clamp(min=1)).item()
         return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
-    def save_model(model, folder: Path) -> None:
-        write_model_folder(model, tokenizer, folder)
+    def save_model(model, folder: Path, state_dict: dict | None = None) -> None:
+        write_model_folder(model, tokenizer, folder, state_dict)
 
     hooks = TrainingHooks(
         save_model=save_model,
@@ -178,9 +181,11 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         "wall_time_seconds": wall,
         "num_parameters": accelerator.unwrap_model(model).num_parameters(),
     }
+    weights = full_state_dict(accelerator, model)  # FSDP: gathered from every rank, before rank 0 writes
     if accelerator.is_main_process:
         finish_run(
             output_dir,
+            state_dict=weights,
             model=accelerator.unwrap_model(model),
             tokenizer=tokenizer,
             recipe_yaml=dump_recipe(recipe),

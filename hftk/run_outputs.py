@@ -21,6 +21,7 @@ from hftk.data.tokenizer import save_tokenizer
 from hftk.errors import HftkError
 from hftk.model_card import write_model_card
 from hftk.training.checkpoint import latest_checkpoint, write_json_atomic
+from hftk.training.distributed import as_plain_module
 from hftk.training.plots import plot_loss_curve
 
 FINISHED_MARKER = "metrics.json"
@@ -107,10 +108,14 @@ def prepare_output_dir(output_dir: Path, *, overwrite: bool, resume: bool, accel
     return None
 
 
-def write_model_folder(model, tokenizer, folder: Path) -> None:
-    """Weights (safetensors), config with auto_map, code files and the tokenizer: a loadable folder."""
+def write_model_folder(model, tokenizer, folder: Path, state_dict: dict | None = None) -> None:
+    """Weights (safetensors), config with auto_map, code files and the tokenizer: a loadable folder.
+
+    `state_dict`: the full weights gathered from every process when the model is sharded (FSDP).
+    """
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper: save the real module's names
-    model.save_pretrained(folder)
+    with as_plain_module(model):
+        model.save_pretrained(folder, **({} if state_dict is None else {"state_dict": state_dict}))
     if tokenizer is not None:
         save_tokenizer(tokenizer, folder)
 
@@ -125,11 +130,12 @@ def finish_run(
     log_history: list[dict],
     card: dict[str, Any] | None = None,
     extra_files: dict[str, str] | None = None,
+    state_dict: dict | None = None,
 ) -> None:
     """Write the final artifacts into a staging folder, then move them in with metrics.json last."""
     staging = output_dir / ".final.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    write_model_folder(model, tokenizer, staging)
+    write_model_folder(model, tokenizer, staging, state_dict)
     (staging / "recipe.yaml").write_text(recipe_yaml)
     (staging / "log_history.json").write_text(json.dumps(log_history, indent=2) + "\n")
     for name, text in (extra_files or {}).items():

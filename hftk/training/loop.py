@@ -37,13 +37,14 @@ from hftk.training.checkpoint import (
     remove_partial_checkpoints,
     temporary_checkpoint,
 )
+from hftk.training.distributed import full_state_dict
 
 
 @dataclass
 class TrainingHooks:
     """The task-specific parts of training."""
 
-    save_model: Callable[[torch.nn.Module, Path], None]
+    save_model: Callable[..., None]  # (model, folder), plus state_dict=full weights when they are sharded
     prepare_batch: Callable[[dict, int], dict] = lambda batch, index: batch
     count_targets: Callable[[dict], int] | None = None
     count_tokens: Callable[[dict], int] = lambda batch: int(batch["input_ids"].numel())
@@ -115,13 +116,22 @@ def train(
     if accelerator.is_main_process:
         remove_partial_checkpoints(output_dir)
 
+    def save_model_folder(folder: Path, atomic: bool = False) -> None:
+        """Every rank takes part in gathering sharded weights; rank 0 alone writes the folder."""
+        weights = full_state_dict(accelerator, model)
+        if not accelerator.is_main_process:
+            return
+        extra = {} if weights is None else {"state_dict": weights}
+        write = lambda target: hooks.save_model(accelerator.unwrap_model(model), target, **extra)  # noqa: E731
+        save_atomically(write, folder) if atomic else write(folder)
+
     def save_checkpoint() -> None:
         tmp = temporary_checkpoint(output_dir, state.step) if accelerator.is_main_process else None
         accelerator.wait_for_everyone()
         tmp = tmp or output_dir / "checkpoints" / f".tmp-step-{state.step}"
-        accelerator.save_state(str(tmp))
+        accelerator.save_state(str(tmp))  # FSDP: every rank writes its shard (or takes part in the gather)
+        save_model_folder(tmp / "model")
         if accelerator.is_main_process:
-            hooks.save_model(accelerator.unwrap_model(model), tmp / "model")
             fault_point("checkpoint", state.step)
             state.save(tmp)
             publish_checkpoint(tmp, state.step, training.save_total_limit)
@@ -145,8 +155,7 @@ def train(
         improved = state.best_metric is None or (value > state.best_metric if greater else value < state.best_metric)
         if improved:
             state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
-            if accelerator.is_main_process:
-                save_atomically(lambda folder: hooks.save_model(accelerator.unwrap_model(model), folder), output_dir / "best")
+            save_model_folder(output_dir / "best", atomic=True)
         else:
             state.evals_without_improvement += 1
         patience = training.early_stopping_patience
