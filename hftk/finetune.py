@@ -244,8 +244,14 @@ def concat_padded(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.zeros((0,))
 
 
-def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: bool = False) -> Path:
-    """Fine-tune (or only evaluate) a model on a task; return the output folder."""
+def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: bool = False, distiller: Any = None) -> Path:
+    """Fine-tune (or only evaluate) a model on a task; return the output folder.
+
+    `distiller` (see `hftk.distill.run.Distiller`) turns this into distillation with the same data,
+    loop and outputs: `check(task, config)` runs before anything is written, `attach(model, task,
+    accelerator)` caches the teacher's outputs and returns the module to train, `unwrap(model)` the
+    model to save; `metrics`, `recipe_yaml` and `base_model` fill the run folder.
+    """
     training = recipe.training
     output_dir = Path(recipe.output.output_dir)
     if training.num_threads:
@@ -268,6 +274,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         raise HftkError("no evaluation data: pass data.validation_file (or a Hub data set with a validation split)")
     if not evaluate_only and task.train is None:
         raise HftkError("no training data: pass data.train_file (or a Hub data set with a train split)")
+    if distiller is not None:
+        distiller.check(task, config)
     if evaluate_only:  # writes metrics/predictions beside whatever is there; never clears the folder
         resume_from = None
     else:
@@ -282,6 +290,9 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     if recipe.lora.r > 0 and not evaluate_only:
         model = apply_lora(model, recipe.lora, task.kind, new_modules)
     evaluator = Evaluator(recipe, task, tokenizer, accelerator)
+    unwrap = distiller.unwrap if distiller is not None else (lambda module: module)
+    if distiller is not None:
+        model = distiller.attach(model, task, accelerator)
 
     if evaluate_only:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -303,7 +314,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     )
 
     def save_model(model, folder: Path) -> None:
-        write_model_folder(model, tokenizer, folder)
+        write_model_folder(unwrap(model), tokenizer, folder)
 
     hooks = TrainingHooks(
         save_model=save_model,
@@ -315,7 +326,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     model, state = train(accelerator, model, train_loader, training, output_dir, hooks, resume=resume_from is not None)
     wall = time.perf_counter() - started
 
-    final = accelerator.unwrap_model(model)
+    final = unwrap(accelerator.unwrap_model(model))
     best_record = next((r for r in state.log_history if r["step"] == state.best_step and training.metric_for_best_model in r), None)
     if best_record is not None and state.best_step != state.step and (output_dir / "best").is_dir():
         final = load_best(final, output_dir / "best")
@@ -333,6 +344,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             "tokens_seen": state.tokens_seen,
         }
     )
+    if distiller is not None:
+        metrics.update(distiller.metrics)
     if recipe.data.test_file:
         metrics.update(evaluate_test_file(recipe, tokenizer, final, accelerator))
     if accelerator.is_main_process:
@@ -343,10 +356,13 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             output_dir,
             model=final,
             tokenizer=tokenizer,
-            recipe_yaml=dump_recipe(recipe),
+            recipe_yaml=distiller.recipe_yaml if distiller is not None else dump_recipe(recipe),
             metrics=metrics,
             log_history=state.log_history,
-            card={"base_model": recipe.model.name_or_path, "datasets": dataset_names(recipe)},
+            card={
+                "base_model": distiller.base_model if distiller is not None else recipe.model.name_or_path,
+                "datasets": dataset_names(recipe),
+            },
         )
         (output_dir / "all_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
     accelerator.wait_for_everyone()
