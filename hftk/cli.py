@@ -177,6 +177,38 @@ def finetune(
 
 
 @app.command()
+def distill(
+    task: Annotated[str, typer.Argument(help="glue, classification, qa or ner.")],
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher folder, fine-tuned on TASK.")] = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe YAML (default: distill-classification).")] = None,
+    glue_task: Annotated[Optional[str], typer.Option("--task", "-t", help="GLUE task name.")] = None,
+    set_: SetOption = None,
+    output_dir: OutputDirOption = None,
+    resume: ResumeOption = False,
+    overwrite: OverwriteOption = False,
+    push_to_hub: PushOption = False,
+    hub_model_id: HubIdOption = None,
+) -> None:
+    """Distil a fine-tuned teacher into a smaller student: same data options and outputs as finetune.
+
+    Student: --set 'student.layers=[0,2,4]' (teacher layers), student.name_or_path=FOLDER or
+    student.config.KEY=VALUE (fresh hftk_bert). Loss: distill.alpha, distill.temperature, distill.hidden_weight.
+    """
+    from hftk.distill.recipe import DistillRecipe
+    from hftk.distill.run import distill as run_distill
+    from hftk.recipe import load_recipe
+
+    if task not in ("glue", "classification", "qa", "ner"):
+        raise HftkError(f"unknown task {task!r} for distill: choose one of glue, classification, qa, ner")
+    extra = [f"task={task}", *([f"teacher.name_or_path={teacher}"] if teacher else []), *([f"data.glue_task={glue_task}"] if glue_task else [])]
+    overrides = [*extra, *(set_ or []), *_output_overrides(output_dir, overwrite, push_to_hub, hub_model_id)]
+    loaded = load_recipe(DistillRecipe, recipe or "distill-classification", overrides)
+    folder = run_distill(loaded, resume=resume)
+    _maybe_push(folder, loaded.output)
+    typer.echo(f"Model saved to {folder}")
+
+
+@app.command()
 def evaluate(
     task: Annotated[str, typer.Argument(help="glue, classification, qa, ner or generation.")],
     model: Annotated[str, typer.Option("--model", "-m", help="The fine-tuned model folder to evaluate.")],

@@ -319,8 +319,14 @@ def concat_padded(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 @removes_new_output_dir_on_error
-def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: bool = False) -> Path:
-    """Fine-tune (or only evaluate) a model on a task; return the output folder."""
+def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: bool = False, distiller: Any = None) -> Path:
+    """Fine-tune (or only evaluate) a model on a task; return the output folder.
+
+    `distiller` (see `hftk.distill.run.Distiller`) turns this into distillation with the same data,
+    loop and outputs: `check(task, config)` runs before anything is written, `attach(model, task,
+    accelerator)` caches the teacher's outputs and returns the module to train, `unwrap(model)` the
+    model to save; `metrics`, `recipe_yaml` and `base_model` fill the run folder.
+    """
     training = recipe.training
     output_dir = Path(recipe.output.output_dir)
     if training.num_threads:
@@ -348,6 +354,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         raise HftkError("no evaluation data: pass data.validation_file (or a Hub data set with a validation split)")
     if not evaluate_only and task.train is None:
         raise HftkError("no training data: pass data.train_file (or a Hub data set with a train split)")
+    if distiller is not None:
+        distiller.check(task, config)
     if evaluate_only:  # writes metrics/predictions beside whatever is there; never clears the folder
         resume_from = None
     else:
@@ -363,6 +371,9 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         model = apply_lora(model, recipe.lora, task.kind, new_modules)
     check_fsdp_wrappable(accelerator, model)
     evaluator = Evaluator(recipe, task, tokenizer, accelerator)
+    unwrap = distiller.unwrap if distiller is not None else (lambda module: module)
+    if distiller is not None:
+        model = distiller.attach(model, task, accelerator)
 
     if evaluate_only:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -384,7 +395,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     )
 
     def save_model(model, folder: Path, state_dict: dict | None = None) -> None:
-        write_model_folder(model, tokenizer, folder, state_dict)
+        write_model_folder(unwrap(model), tokenizer, folder, state_dict)
 
     hooks = TrainingHooks(
         save_model=save_model,
@@ -396,7 +407,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     model, state = train(accelerator, model, train_loader, training, output_dir, hooks, resume=resume_from is not None)
     wall = time.perf_counter() - started
 
-    final = accelerator.unwrap_model(model)
+    final = unwrap(accelerator.unwrap_model(model))
     best_record = next((r for r in state.log_history if r["step"] == state.best_step and training.metric_for_best_model in r), None)
     if best_record is not None and state.best_step != state.step and (output_dir / "best").is_dir():
         if is_sharded(accelerator):  # every rank loads its shard of the best weights
@@ -418,6 +429,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             "tokens_seen": state.tokens_seen,
         }
     )
+    if distiller is not None:
+        metrics.update(distiller.metrics)
     if recipe.data.test_file:
         metrics.update(evaluate_test_file(recipe, tokenizer, model if is_sharded(accelerator) else final, accelerator))
     weights = full_state_dict(accelerator, model)  # FSDP: gathered from every rank, before rank 0 writes
@@ -429,11 +442,12 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             output_dir,
             model=final,
             tokenizer=tokenizer,
-            recipe_yaml=dump_recipe(recipe),
+            recipe_yaml=distiller.recipe_yaml if distiller is not None else dump_recipe(recipe),
             metrics=metrics,
             log_history=state.log_history,
             state_dict=weights,
-            card={"base_model": recipe.model.name_or_path},  # data and licence: read from recipe.yaml
+            # data and licence: read from recipe.yaml
+            card={"base_model": distiller.base_model if distiller is not None else recipe.model.name_or_path},
         )
         (output_dir / "all_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
     accelerator.wait_for_everyone()
