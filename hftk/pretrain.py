@@ -132,7 +132,11 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         )
     eval_loader = accelerator.prepare(eval_loader)
 
-    objective = MaskedLanguageModelling(recipe, tokenizer, accelerator) if recipe.objective == "mlm" else CausalLanguageModelling()
+    objective = (
+        MaskedLanguageModelling(recipe, tokenizer, accelerator, sparse=model.config.model_type == "hftk_bert")
+        if recipe.objective == "mlm"
+        else CausalLanguageModelling()
+    )
 
     def evaluate(model) -> dict[str, float]:
         model.eval()
@@ -198,9 +202,14 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
 
 
 class MaskedLanguageModelling:
-    """Dynamic masking per batch, reproducible: the generator is re-seeded from (seed, batch, rank)."""
+    """Dynamic masking per batch, reproducible: the generator is re-seeded from (seed, batch, rank).
 
-    def __init__(self, recipe: PretrainRecipe, tokenizer, accelerator: Accelerator) -> None:
+    `sparse`: ask an hftk encoder for sparse prediction (the vocabulary decoder on masked
+    positions only) in training and evaluation alike; its logits are never looked at here.
+    """
+
+    def __init__(self, recipe: PretrainRecipe, tokenizer, accelerator: Accelerator, sparse: bool = False) -> None:
+        self.sparse = sparse
         self.probability = recipe.data.mlm_probability
         self.seed = recipe.training.seed
         self.rank = accelerator.process_index
@@ -225,7 +234,8 @@ class MaskedLanguageModelling:
             generator=self.generator,
             continuation=self.continuation,
         )
-        return {"input_ids": masked.to(input_ids.device), "labels": labels.to(input_ids.device)}
+        prepared = {"input_ids": masked.to(input_ids.device), "labels": labels.to(input_ids.device)}
+        return {**prepared, "sparse_prediction": True} if self.sparse else prepared
 
     @staticmethod
     def count_targets(batch: dict) -> int:

@@ -86,6 +86,10 @@ class TrainingSection(Section):
     save_total_limit: int = Field(2, ge=1)
     report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
     num_threads: int | None = Field(None, ge=1)
+    gradient_checkpointing: bool = Field(
+        False, description="recompute each block in the backward pass: less activation memory, ~30% more compute"
+    )
+    torch_compile: bool = Field(False, description="compile the model's forward with torch.compile (first steps slower)")
     early_stopping_patience: int | None = Field(None, ge=1)
     metric_for_best_model: str | None = None
     greater_is_better: bool | None = None

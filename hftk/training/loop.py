@@ -80,6 +80,23 @@ def build_optimizer(model: torch.nn.Module, training: TrainingSection) -> torch.
         return torch.optim.AdamW(groups, **kwargs)
 
 
+def prepare_model(model: torch.nn.Module, training: TrainingSection) -> None:
+    """Apply the recipe's `gradient_checkpointing` and `torch_compile` to the model, in place.
+
+    `Module.compile()` compiles the forward in place, so parameter names (and saved folders)
+    keep no `_orig_mod.` prefix. Checkpointing is non-reentrant, which also works when the
+    embeddings are frozen (LoRA) without `enable_input_require_grads`.
+    """
+    if training.gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise HftkError(
+                f"{type(model).__name__} does not support gradient checkpointing: set training.gradient_checkpointing=false"
+            )
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if training.torch_compile:
+        model.compile()
+
+
 def train(
     accelerator: Accelerator,
     model: torch.nn.Module,
@@ -90,6 +107,7 @@ def train(
     resume: bool = False,
 ) -> tuple[torch.nn.Module, TrainState]:
     """Train until the budget is spent; return the (prepared) model and the final state."""
+    prepare_model(model, training)
     optimizer = build_optimizer(model, training)
     model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
     accumulation = training.gradient_accumulation_steps
