@@ -185,6 +185,56 @@ def check_model_config_overrides(recipe: FinetuneRecipe, config) -> None:
             raise HftkError(f"--set model.config: {str(error).splitlines()[0]}") from None
 
 
+# data.max_seq_length when the recipe leaves it null (HF example scripts' defaults), before the
+# model's own limit; QA windows overlap by doc_stride, at most 128 (run_qa's default for 384).
+DEFAULT_MAX_SEQ_LENGTH = {"glue": 128, "classification": 128, "ner": 128, "qa": 384, "generation": 256}
+MAX_QUESTION_LENGTH = 64  # tokens of a question kept in a QA window (hftk.tasks.qa's default)
+
+
+def model_max_length(config, tokenizer) -> int | None:
+    """The longest input the model takes: its positions, or the tokenizer's limit if smaller."""
+    limits = [getattr(config, name, None) for name in ("max_position_embeddings", "n_positions")]
+    limits.append(getattr(tokenizer, "model_max_length", None))
+    limits = [limit for limit in limits if isinstance(limit, int) and 0 < limit < 1_000_000]
+    return min(limits) if limits else None
+
+
+def resolve_sequence_lengths(recipe: FinetuneRecipe, config, tokenizer) -> str | None:
+    """Fill data.max_seq_length / doc_stride left null from the model; refuse values it cannot take.
+
+    Returns a line saying what was derived (the run prints it), or None if nothing was.
+    """
+    data, limit = recipe.data, model_max_length(config, tokenizer)
+    derived = []
+    if data.max_seq_length is None:
+        default = DEFAULT_MAX_SEQ_LENGTH[recipe.task]
+        data.max_seq_length = min(default, limit) if limit else default
+        why = f"the model takes {limit} tokens" if limit and limit < default else f"the {recipe.task} default"
+        derived.append(f"data.max_seq_length={data.max_seq_length} ({why})")
+    elif limit and data.max_seq_length > limit:
+        raise HftkError(
+            f"data.max_seq_length ({data.max_seq_length}) exceeds what the model at {recipe.model.name_or_path} takes "
+            f"({limit} tokens); use at most {limit}, or leave it unset to use {limit}"
+        )
+    if recipe.task == "qa":
+        room = data.max_seq_length - tokenizer.num_special_tokens_to_add(pair=True) - MAX_QUESTION_LENGTH
+        if room < 2:
+            raise HftkError(
+                f"data.max_seq_length ({data.max_seq_length}) leaves no room for context after a question of up to "
+                f"{MAX_QUESTION_LENGTH} tokens; use a model with more positions"
+            )
+        if data.doc_stride is None:
+            data.doc_stride = min(128, room // 2)
+            derived.append(f"data.doc_stride={data.doc_stride} (half the {room} context tokens of a window)")
+        elif data.doc_stride >= room:
+            raise HftkError(
+                f"data.doc_stride ({data.doc_stride}) must be smaller than the context room of a window ({room} = "
+                f"max_seq_length {data.max_seq_length} - special tokens - question {MAX_QUESTION_LENGTH}): "
+                f"use at most {room - 1}, or leave it unset to use {min(128, room // 2)}"
+            )
+    return ", ".join(derived) or None
+
+
 def load_model_and_tokenizer(recipe: FinetuneRecipe):
     """The tokenizer and checkpoint of `model.name_or_path`, with clear errors for bad folders."""
     path = recipe.model.name_or_path
@@ -343,6 +393,9 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     if recipe.lora.r > 0 and is_sharded(accelerator) and not evaluate_only:
         raise HftkError("LoRA (lora.r > 0) under FSDP is not supported: fine-tune LoRA without the FSDP config")
     tokenizer, config = load_model_and_tokenizer(recipe)
+    derived = resolve_sequence_lengths(recipe, config, tokenizer)
+    if derived:
+        accelerator.print(f"derived from the model: {derived}")
     with accelerator.main_process_first():
         task = build_task(recipe, tokenizer, config if evaluate_only else None)
     if evaluate_only and task.num_labels is not None and task.num_labels != config.num_labels:

@@ -182,8 +182,8 @@ class FinetuneDataSection(Section):
     source_column: str = "document"
     target_column: str = "summary"
     prompt_template: str | None = Field(None, description='default "{document}\\nTL;DR:"')
-    max_seq_length: int = Field(128, ge=8)
-    doc_stride: int = Field(32, ge=1)
+    max_seq_length: int | None = Field(None, ge=8, description="null: the task's default, at most the model's positions")
+    doc_stride: int | None = Field(None, ge=1, description="QA window overlap; null: derived from max_seq_length")
     version_2_with_negative: bool = False
     n_best_size: int = Field(20, ge=1)
     max_answer_length: int = Field(30, ge=1)
