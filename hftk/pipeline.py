@@ -274,6 +274,12 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Loade
     stage_names = [s.get("name") for s in data.get("finetune") or [] if isinstance(s, dict) and s.get("name")]
     top, pretrain_sets, stage_sets = split_overrides(overrides or [], stage_names)
     apply_overrides(data, top)
+    for stage in data.get("finetune") or []:  # finetune.NAME.learning_curve.* is a pipeline key, not a recipe key
+        if isinstance(stage, dict) and stage.get("name") in stage_sets:
+            sets = stage_sets[stage["name"]]
+            curve = [item for item in sets if item.partition("=")[0].strip().split(".")[0] == "learning_curve"]
+            stage_sets[stage["name"]] = [item for item in sets if item not in curve]
+            apply_overrides(stage, curve)
     spec = validate(Pipeline, data, str(path))
     output_dir = Path(spec.output_dir)
     pretrain = build_pretrain_recipe(spec.pretrain, pretrain_sets, output_dir / PRETRAIN_STAGE)

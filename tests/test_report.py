@@ -131,3 +131,14 @@ def test_bad_learning_curves_are_one_line_errors(tmp_path, curve, needle):
     with pytest.raises(HftkError, match=needle.replace("(", r"\(").replace(")", r"\)")) as error:
         load_pipeline(pipeline_file(tmp_path, curve))
     assert "\n" not in str(error.value)
+
+
+def test_learning_curve_keys_can_be_set_on_the_command_line(tmp_path):
+    path = pipeline_file(tmp_path, {"sizes": [10, "all"], "seeds": 3})
+    pipeline = load_pipeline(path, ["finetune.reviews.learning_curve.seeds=1", "finetune.reviews.training.seed=7"])
+    assert [(p.label, p.seed) for p in pipeline.curves["reviews"]] == [("10", 7), ("all", 7)]
+    assert load_pipeline(path, ["finetune.reviews.learning_curve=null"]).curves == {}
+    from hftk.errors import HftkError
+
+    with pytest.raises(HftkError, match="seeds must be at least 1"):
+        load_pipeline(path, ["finetune.*.learning_curve.seeds=0"])
