@@ -322,6 +322,9 @@ class Evaluator:
                 ends.append(self._gather(out.end_logits))
             elif self.task.kind != "causal_lm":
                 logits.append(self._gather(out.logits))
+        if count and self.accelerator.num_processes > 1:  # every process saw its own part of the split
+            sums = torch.tensor([total_loss, count], dtype=torch.float64, device=self.accelerator.device)
+            total_loss, count = self.accelerator.reduce(sums, reduction="sum").tolist()
         loss = total_loss / count if count else None
         if self.task.kind == "question_answering":
             return loss, (concat_padded(starts), concat_padded(ends))
