@@ -153,7 +153,6 @@ def test_run_clm_trains_an_hftk_decoder_and_reports_its_true_eval_loss(hftk_gpt_
     assert results["eval_loss"] == pytest.approx(loss.item(), rel=1e-4)
 
 
-@pytest.mark.xfail(strict=True, reason="sparse MLM logits, fixed in branch conf-model")
 def test_run_mlm_trains_and_evaluates_an_hftk_encoder(hftk_bert_folder, tmp_path):
     train, validation = text_files(tmp_path)
     out = tmp_path / "mlm"
