@@ -4,7 +4,19 @@
 are libraries for the testers here, not test modules to collect themselves.
 """
 
+import transformers.testing_utils
+
 collect_ignore = ["upstream"]
+
+
+def _slow_as_mark(test):
+    """transformers' `@slow` skips unless RUN_SLOW; here it only marks, and the testers pick which to run."""
+    test.transformers_slow = True
+    return test
+
+
+# Before the vendored modules import `slow` (they are imported by the test modules, after this file).
+transformers.testing_utils.slow = _slow_as_mark
 
 UPSTREAM_MARKS = (
     "flash_attn_test",

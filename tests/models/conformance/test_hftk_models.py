@@ -144,6 +144,18 @@ VARIANT_TESTS = (
 )
 
 
+# transformers' @slow tests (its nightly CI) that are hftk's concern: compile and export, training
+# under compile, SDPA vs eager in generation. conftest.py makes @slow a mark instead of a skip.
+SLOW_TESTS_RUN_HERE = (
+    "test_torch_export_static",
+    "test_torch_export_generate_static",  # and _static_cache
+    "test_torch_compile_for_training",
+    "test_sdpa_can_compile_dynamic",
+    "test_eager_matches_sdpa_generate",
+    "test_generate_inputs_embeds_one_token",
+)
+
+
 class HftkCommonTests(ModelTesterMixin):
     """Shared set-up; subclasses name the config class, the model classes and the variant."""
 
@@ -158,6 +170,8 @@ class HftkCommonTests(ModelTesterMixin):
         name = self._testMethodName
         if self.variant and not name.startswith(VARIANT_TESTS):
             self.skipTest("variant-independent: runs in the default-config class")
+        if getattr(getattr(self, name), "transformers_slow", False) and not name.startswith(SLOW_TESTS_RUN_HERE):
+            self.skipTest("transformers @slow, not about hftk's modelling (integration/flash/onnx/dynamic export)")
         self.model_tester = HftkModelTester(self, self.config_class, self.overrides)
         self.config_tester = ConfigTester(self, config_class=self.config_class, hidden_size=40)
 

@@ -669,7 +669,7 @@ class ExportTesterMixin:
 
                     with torch.no_grad():
                         set_seed(1234)
-                        exported_outputs = get_leaf_tensors(exported_program.module()(**copy.deepcopy(inputs)))
+                        exported_outputs = get_leaf_tensors(exported_program.program.module()(**copy.deepcopy(inputs)))  # 5.23: ExportedModel.program
                         self.assertTrue(exported_outputs, f"Exported outputs are empty for {name}.")
 
                     self._check_outputs_close(exported_outputs, eager_outputs[name], atol=atol, rtol=rtol)
@@ -826,7 +826,7 @@ class ExportGenerateTesterMixin(ExportTesterMixin):
 
                     with torch.no_grad():
                         set_seed(1234)
-                        exported_outputs = get_leaf_tensors(exported_program.module()(**copy.deepcopy(inputs)))
+                        exported_outputs = get_leaf_tensors(exported_program.program.module()(**copy.deepcopy(inputs)))  # 5.23: ExportedModel.program
                         self.assertTrue(exported_outputs, "Exported outputs are empty.")
 
                     self._check_outputs_close(exported_outputs, eager_outputs[name], atol=atol, rtol=rtol)
