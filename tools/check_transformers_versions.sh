@@ -56,18 +56,17 @@ echo "# transformers versions checked $(date -u +%Y-%m-%dT%H:%MZ) on $(git -C "$
 for version in "${versions[@]}"; do
     log="$workdir/transformers-$version.log"
     : >"$log"
-    outcome=""
-    for mode in strict relaxed; do
-        venv="$workdir/venv-$version"
-        rm -rf "$venv"
-        "$python" -m venv "$venv"
-        pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
+    modes=(strict relaxed)
+    venv="$workdir/venv-$version"
+    rm -rf "$venv"
+    "$python" -m venv "$venv"
+    pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
+    outcome="torch install failed"
+    "${pip[@]}" torch==2.13.0 >>"$log" 2>&1 || modes=()
+    # A resolution that fails installs nothing, so the relaxed try reuses the venv.
+    for mode in "${modes[@]}"; do
         requirements "$version" "$mode" >"$workdir/requirements-$version-$mode.txt"
         echo "== $mode: $(tr '\n' ' ' <"$workdir/requirements-$version-$mode.txt")" >>"$log"
-        if ! "${pip[@]}" torch==2.13.0 >>"$log" 2>&1; then
-            outcome="torch install failed"
-            break
-        fi
         if "${pip[@]}" -r "$workdir/requirements-$version-$mode.txt" >>"$log" 2>&1 \
             && "${pip[@]}" --no-deps -e "$repo" >>"$log" 2>&1; then
             outcome="installed ($mode pins)"
