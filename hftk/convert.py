@@ -228,6 +228,9 @@ def convert_checkpoint(source: str | Path, output_dir: str | Path) -> Path:
     model = convert_model(_source_model_class(config).from_pretrained(str(source)))
     output_dir = Path(output_dir)
     model.save_pretrained(output_dir)
+    from hftk.run_outputs import respect_umask
+
+    respect_umask(output_dir.glob("*.safetensors"))
     try:
         AutoTokenizer.from_pretrained(str(source)).save_pretrained(output_dir)
     except (OSError, ValueError):
