@@ -230,7 +230,7 @@ def convert_checkpoint(source: str | Path, output_dir: str | Path, *, overwrite:
     """
     import shutil
 
-    from hftk.run_outputs import check_output_dir
+    from hftk.run_outputs import check_output_dir, respect_umask
 
     output_dir = Path(output_dir)
     check_output_dir(output_dir)
@@ -245,6 +245,7 @@ def convert_checkpoint(source: str | Path, output_dir: str | Path, *, overwrite:
     shutil.rmtree(staging, ignore_errors=True)
     try:
         model.save_pretrained(staging)
+        respect_umask(staging.glob("*.safetensors"))
         try:
             save_tokenizer(AutoTokenizer.from_pretrained(str(source)), staging)
         except (OSError, ValueError):

@@ -380,6 +380,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     accelerator)` caches the teacher's outputs and returns the module to train, `unwrap(model)` the
     model to save; `metrics`, `recipe_yaml` and `base_model` fill the run folder.
     """
+    session_start = time.perf_counter()
     training = recipe.training
     output_dir = Path(recipe.output.output_dir)
     if training.num_threads:
@@ -459,9 +460,9 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         evaluate=evaluator,
     )
     accelerator.init_trackers("logs", config=flat_config(recipe))
-    started = time.perf_counter()
-    model, state = train(accelerator, model, train_loader, training, output_dir, hooks, resume=resume_from is not None)
-    wall = time.perf_counter() - started
+    model, state = train(
+        accelerator, model, train_loader, training, output_dir, hooks, resume=resume_from is not None, session_start=session_start
+    )
 
     final = unwrap(accelerator.unwrap_model(model))
     best_record = next((r for r in state.log_history if r["step"] == state.best_step and training.metric_for_best_model in r), None)
@@ -481,7 +482,9 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             "train_steps": state.step,
             "train_loss": next((r["loss"] for r in reversed(state.log_history) if "loss" in r), None),
             "train_runtime_seconds": state.elapsed_seconds,
-            "wall_time_seconds": wall,
+            "wall_time_seconds": state.wall_seconds,
+        "train_planned_steps": state.planned_steps,
+        "train_stopped_by": state.stopped_by,
             "tokens_seen": state.tokens_seen,
         }
     )
@@ -506,6 +509,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             card={"base_model": distiller.base_model if distiller is not None else recipe.model.name_or_path},
         )
         (output_dir / "all_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        drop_resume_state(output_dir)
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return output_dir
@@ -530,18 +534,22 @@ def evaluate_test_file(recipe: FinetuneRecipe, tokenizer, model: PreTrainedModel
 
 def load_best(model: PreTrainedModel, folder: Path) -> PreTrainedModel:
     """Load the best evaluation's weights into the trained model (a LoRA model gets its adapter back)."""
-    from peft import PeftModel, set_peft_model_state_dict
+    from hftk.training.checkpoint import load_model_weights
 
-    state = read_safetensors(folder)
-    if isinstance(model, PeftModel):
-        set_peft_model_state_dict(model, state)
-        return model
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or {})
-    if unexpected or set(missing) - tied:
-        raise HftkError(f"best checkpoint in {folder} does not fit the model: missing {missing}, unexpected {unexpected}")
-    model.tie_weights()
+    load_model_weights(model, folder)
     return model
+
+
+def drop_resume_state(output_dir: Path) -> None:
+    """A finished fine-tuning run keeps its model once: checkpoints only serve --resume (which a
+    finished run refuses) and `best/` is what the folder root now holds."""
+    import shutil
+
+    from hftk.training.checkpoint import checkpoints_dir
+
+    shutil.rmtree(checkpoints_dir(output_dir), ignore_errors=True)
+    shutil.rmtree(output_dir / "best", ignore_errors=True)
+
 
 
 def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:

@@ -421,7 +421,12 @@ def run_stage(name: str, recipe, run: Callable[..., Path], echo: Echo, overwrite
     # Each stage builds its own Accelerator; stages may differ in mixed precision, which
     # Accelerate's process-wide state refuses to change. One process only (checked on load).
     AcceleratorState._reset_state()
-    run(recipe, resume=state == "interrupted")
+    from hftk.errors import TrainingInterrupted
+
+    try:
+        run(recipe, resume=state == "interrupted")
+    except TrainingInterrupted as interrupt:  # `hftk run` resumes interrupted stages by itself
+        raise TrainingInterrupted(f"{str(interrupt).split(';')[0]} of stage {name}; rerun the same command to continue") from None
 
 
 def _comparable(recipe: dict[str, Any]) -> dict[str, Any]:

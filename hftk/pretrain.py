@@ -79,6 +79,7 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> PreTrainedModel:
 @removes_new_output_dir_on_error
 def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     """Run a pretraining recipe; return the output folder."""
+    session_start = time.perf_counter()
     training, data = recipe.training, recipe.data
     output_dir = Path(recipe.output.output_dir)
     if training.num_threads:
@@ -169,9 +170,9 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         * data.max_seq_length,
     )
     accelerator.init_trackers("logs", config=flat_config(recipe))
-    started = time.perf_counter()
-    model, state = train(accelerator, model, train_loader, training, output_dir, hooks, resume=resume_from is not None)
-    wall = time.perf_counter() - started
+    model, state = train(
+        accelerator, model, train_loader, training, output_dir, hooks, resume=resume_from is not None, session_start=session_start
+    )
 
     final_eval = next((r for r in reversed(state.log_history) if "eval_loss" in r), {})
     metrics = {
@@ -182,7 +183,9 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         "tokens_seen": state.tokens_seen,
         "tokens_per_second": state.tokens_seen / max(state.elapsed_seconds, 1e-9),
         "train_runtime_seconds": state.elapsed_seconds,
-        "wall_time_seconds": wall,
+        "wall_time_seconds": state.wall_seconds,
+        "train_planned_steps": state.planned_steps,
+        "train_stopped_by": state.stopped_by,
         "num_parameters": accelerator.unwrap_model(model).num_parameters(),
     }
     weights = full_state_dict(accelerator, model)  # FSDP: gathered from every rank, before rank 0 writes

@@ -118,6 +118,19 @@ def write_model_folder(model, tokenizer, folder: Path, state_dict: dict | None =
         model.save_pretrained(folder, **({} if state_dict is None else {"state_dict": state_dict}))
     if tokenizer is not None:
         save_tokenizer(tokenizer, folder)
+    respect_umask(folder.glob("*.safetensors"))
+
+
+def respect_umask(paths) -> None:
+    """Give files the mode the user's umask asks for (0644 under the usual 022).
+
+    transformers writes weights through a private temporary file (mode 0600) and renames it,
+    so without this `model.safetensors` alone would be unreadable to others.
+    """
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in paths:
+        os.chmod(path, 0o666 & ~umask)
 
 
 def finish_run(

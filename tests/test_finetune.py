@@ -169,8 +169,8 @@ def data(tmp_path_factory) -> dict[str, str]:
 # ---------------------------------------------------------------------------------------------
 
 
-def run_hftk(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+def run_hftk(*args: str, check: bool = False, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
     result = subprocess.run([sys.executable, "-m", "hftk", *args], capture_output=True, text=True, env=env, timeout=300)
     if check and result.returncode != 0:
         raise AssertionError(f"hftk {' '.join(args)} failed ({result.returncode}):\n{result.stderr[-4000:]}")
@@ -215,6 +215,49 @@ def assert_finished_folder(out: Path, keys: dict[str, tuple[float, float]], n_ev
     assert metrics["train_steps"] >= 1 and metrics["train_loss"] is not None
     assert count_lines(out / "predictions.jsonl") == n_eval
     return metrics
+
+
+# ---------------------------------------------------------------------------------------------
+# Interrupt and resume; what a finished folder keeps
+# ---------------------------------------------------------------------------------------------
+
+
+def test_ctrl_c_and_resume_matches_uninterrupted_run(hftk_bert, data, tmp_path):
+    """Ctrl-C writes a checkpoint and says how to go on; --resume then ends where an uninterrupted run does."""
+    from safetensors.torch import load_file
+
+    sets = [*files(data, "cls"), "training.save_steps=3", "training.eval_steps=4"]  # 128 rows / 16 = 8 steps
+    reference, resumed = tmp_path / "reference", tmp_path / "resumed"
+    run_hftk(*finetune_args("classification", hftk_bert, reference, *sets), check=True)
+
+    stopped = run_hftk(
+        *finetune_args("classification", hftk_bert, resumed, *sets), env={"HFTK_FAULT": "step:4", "HFTK_FAULT_SIGNAL": "INT"}
+    )
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert stopped.stderr.strip().splitlines()[-1] == "stopped at step 5; rerun the same command with --resume to continue"
+    assert "Traceback" not in stopped.stderr and not (resumed / "metrics.json").exists()
+    checkpoint = resumed / "checkpoints" / "step-5"
+    assert (checkpoint / "model" / "model.safetensors").is_file()
+    assert not (checkpoint / "model.safetensors").exists()  # the model once per checkpoint, in model/
+    run_hftk(*finetune_args("classification", hftk_bert, resumed, *sets), "--resume", check=True)
+
+    expected, actual = load_file(reference / "model.safetensors"), load_file(resumed / "model.safetensors")
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        torch.testing.assert_close(actual[name], expected[name], rtol=1e-5, atol=1e-6, msg=name)
+    first = json.loads((reference / "metrics.json").read_text())
+    second = json.loads((resumed / "metrics.json").read_text())
+    assert second["eval_accuracy"] == first["eval_accuracy"] and second["train_steps"] == first["train_steps"] == 8
+    assert second["eval_loss"] == pytest.approx(first["eval_loss"], rel=1e-5)
+    for metrics in (first, second):
+        assert metrics["wall_time_seconds"] >= metrics["train_runtime_seconds"] > 0
+    # A finished run keeps the model once: no resume state, no best/ copy; weights as readable as the rest.
+    umask = os.umask(0)
+    os.umask(umask)
+    for out in (reference, resumed):
+        assert not (out / "checkpoints").exists() and not (out / "best").exists()
+        assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+        assert (out / "config.json").stat().st_mode & 0o777 == 0o666 & ~umask
 
 
 # ---------------------------------------------------------------------------------------------

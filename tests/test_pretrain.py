@@ -103,27 +103,26 @@ def test_clm_run_generates(corpus, tmp_path):
     assert text.startswith("It is a truth") and len(text) > len("It is a truth")
 
 
-@pytest.fixture(scope="module")
-def tokenizer_dir(corpus, tmp_path_factory) -> Path:
-    """One tokenizer for runs that must match bit for bit: WordPiece training breaks
-    frequency ties at the vocabulary cut-off differently from process to process."""
-    from hftk.data.tokenizer import train_tokenizer
+@pytest.mark.parametrize("fault", ["step:6", "checkpoint:8", "sigint:5"])
+def test_kill_and_resume_matches_uninterrupted_run(corpus, tmp_path, fault):
+    """SIGKILL mid-run (after a step, or while a checkpoint is half written) or Ctrl-C, resume, compare weights.
 
-    folder = tmp_path_factory.mktemp("tokenizer")
-    lines = corpus.read_text(encoding="utf-8").splitlines()
-    train_tokenizer(lines, kind="wordpiece", vocab_size=300).save_pretrained(folder)
-    return folder
-
-
-@pytest.mark.parametrize("fault", ["step:6", "checkpoint:8"])
-def test_kill_and_resume_matches_uninterrupted_run(corpus, tokenizer_dir, tmp_path, fault):
-    """SIGKILL mid-run (after a step, or while a checkpoint is half written), resume, compare weights."""
-    args = ("training.max_steps=12", "training.save_steps=4", f"tokenizer.name_or_path={tokenizer_dir}")
+    The recipe has a time budget beside the step budget: the schedule follows the steps, so the
+    runs match. Each run trains its own tokenizer, in its own process: they must agree too.
+    """
+    args = ("training.max_steps=12", "training.save_steps=4", "training.max_time_minutes=30")
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     run_hftk(*pretrain_args(corpus, reference, *args), check=True)
 
-    killed = run_hftk(*pretrain_args(corpus, resumed, *args), env={"HFTK_FAULT": fault})
-    assert killed.returncode == -9, killed.stderr[-2000:]
+    if fault.startswith("sigint"):
+        stopped = run_hftk(*pretrain_args(corpus, resumed, *args), env={"HFTK_FAULT": "step:5", "HFTK_FAULT_SIGNAL": "INT"})
+        assert stopped.returncode == 130, stopped.stderr[-2000:]
+        assert stopped.stderr.strip().splitlines()[-1] == "stopped at step 6; rerun the same command with --resume to continue"
+        assert "Traceback" not in stopped.stderr
+        assert (resumed / "checkpoints" / "step-6").is_dir()  # written on the way out
+    else:
+        killed = run_hftk(*pretrain_args(corpus, resumed, *args), env={"HFTK_FAULT": fault})
+        assert killed.returncode == -9, killed.stderr[-2000:]
     assert not (resumed / "metrics.json").exists()
     again = run_hftk(*pretrain_args(corpus, resumed, *args))
     assert_one_line_error(again, "interrupted run", "--resume")
@@ -141,6 +140,22 @@ def test_kill_and_resume_matches_uninterrupted_run(corpus, tokenizer_dir, tmp_pa
     source = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
     for run in (reference, resumed):
         assert json.loads((run / "tokenizer_config.json").read_text()) == source
+    for metrics in (first, second):
+        assert metrics["train_stopped_by"] == "max_steps" and metrics["train_planned_steps"] == 12
+        # wall time is the whole command (set-up included), summed over sessions: never below the loop's time
+        assert metrics["wall_time_seconds"] >= metrics["train_runtime_seconds"] > 0
+
+
+def test_time_budget_beside_a_step_budget_stops_early_and_says_so(corpus, tmp_path):
+    out = tmp_path / "short"
+    result = run_hftk(
+        *pretrain_args(corpus, out, "training.max_steps=100000", "training.max_time_minutes=0.001", "training.save_steps=100000"),
+        check=True,
+    )
+    assert "training.max_time_minutes=0.001 reached at step" in result.stdout + result.stderr
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_stopped_by"] == "max_time_minutes"
+    assert metrics["train_planned_steps"] == 100000 and 1 <= metrics["train_steps"] < 100000
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(corpus, tmp_path):

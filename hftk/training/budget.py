@@ -1,8 +1,11 @@
 """Training budgets (steps, epochs, tokens, wall-clock) and the LR schedule fitted to them.
 
-The schedule decays to its end value exactly when the budget runs out. With a step-countable
-budget that is transformers' `get_scheduler` over the exact number of steps; with a
-wall-clock budget the same schedule runs on a virtual step count driven by elapsed time.
+The rule when a recipe has both: a step-countable budget (max_steps, num_train_epochs,
+max_tokens; the smallest wins) fixes the schedule -- transformers' `get_scheduler` over exactly
+that many steps -- so a run is the same on any machine and a killed-and-resumed run equals an
+uninterrupted one. A wall-clock budget (max_time_minutes) beside it only stops the run early,
+with the schedule unchanged, and the run says so. Only when the time budget is the sole limit
+does the schedule follow elapsed time (a virtual step count driven by the clock).
 """
 
 from __future__ import annotations
@@ -40,31 +43,44 @@ class Budget:
 
     @property
     def time_driven(self) -> bool:
-        return self.max_time_seconds is not None
+        """The schedule follows the clock: a time budget and no step-countable one."""
+        return self.max_time_seconds is not None and self.total_steps() is None
 
     def progress(self, step: int, elapsed: float) -> float:
-        fractions = []
+        """How far along the schedule is: by steps when they are countable, else by time."""
         total = self.total_steps()
         if total is not None:
-            fractions.append(step / total)
-        if self.max_time_seconds is not None:
-            fractions.append(elapsed / self.max_time_seconds)
-        return min(1.0, max(fractions))
+            return min(1.0, step / total)
+        return min(1.0, elapsed / self.max_time_seconds)
+
+    def stop_reason(self, step: int, elapsed: float) -> str | None:
+        """The recipe key of the limit that ends training now (or None): the step budget's, or max_time_minutes."""
+        total = self.total_steps()
+        if total is not None and step >= total:
+            return self.step_limit_name()
+        if self.max_time_seconds is not None and elapsed >= self.max_time_seconds:
+            return "max_time_minutes"
+        return None
+
+    def step_limit_name(self) -> str | None:
+        """Which of max_steps / num_train_epochs / max_tokens sets total_steps()."""
+        total = self.total_steps()
+        if self.max_steps is not None and max(1, self.max_steps) == total:
+            return "max_steps"
+        if self.num_train_epochs is not None and max(1, math.ceil(self.num_train_epochs * self.steps_per_epoch)) == total:
+            return "num_train_epochs"
+        return "max_tokens" if total is not None else None
 
     def done(self, step: int, elapsed: float) -> bool:
-        return self.progress(step, elapsed) >= 1.0
+        return self.stop_reason(step, elapsed) is not None
 
 
 def make_scheduler(
     name: str, optimizer: torch.optim.Optimizer, budget: Budget, warmup_ratio: float, warmup_steps: int | None
 ) -> torch.optim.lr_scheduler.LRScheduler:
     total = VIRTUAL_STEPS if budget.time_driven else budget.total_steps()
-    if warmup_steps is not None and not budget.time_driven:
+    if warmup_steps is not None:  # under a clock-driven schedule: virtual steps (1/10,000 of the budget each)
         warmup = warmup_steps
-    elif warmup_steps is not None:
-        # Convert real warmup steps to the virtual scale using the step budget if there is one.
-        real_total = budget.total_steps()
-        warmup = round(warmup_steps / real_total * VIRTUAL_STEPS) if real_total else warmup_steps
     else:
         warmup = round(warmup_ratio * total)
     return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)

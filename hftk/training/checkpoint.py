@@ -31,6 +31,9 @@ class TrainState:
     best_step: int | None = None
     evals_without_improvement: int = 0
     log_history: list[dict] = field(default_factory=list)
+    wall_seconds: float = 0.0  # the whole command's wall clock (set-up included), summed over resumed sessions
+    planned_steps: int | None = None  # what the step/epoch/token budget allows (None: only a time budget)
+    stopped_by: str | None = None  # the recipe key whose limit ended training, e.g. max_steps, max_time_minutes
 
     @classmethod
     def load(cls, folder: Path) -> TrainState:
@@ -86,3 +89,29 @@ def remove_partial_checkpoints(output_dir: Path) -> None:
     if folder.is_dir():
         for partial in folder.glob(".tmp-step-*"):
             shutil.rmtree(partial, ignore_errors=True)
+
+
+def load_model_weights(model, folder: Path) -> None:
+    """Load the weights `save_pretrained` wrote into `folder` into `model` (a LoRA model gets its adapter back).
+
+    Checkpoints keep the model once, as the loadable folder `model/`; resuming reads the weights
+    from there instead of a second copy in Accelerate's own format.
+    """
+    import torch
+    from peft import PeftModel, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from hftk.errors import HftkError
+
+    model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
+    state: dict[str, torch.Tensor] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(file))
+    if isinstance(model, PeftModel):
+        set_peft_model_state_dict(model, state)
+        return
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    tied = set(getattr(model, "_tied_weights_keys", None) or {})
+    if unexpected or set(missing) - tied:
+        raise HftkError(f"the weights in {folder} do not fit the model: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()

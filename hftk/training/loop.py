@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,12 +28,13 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
-from hftk.errors import HftkError
+from hftk.errors import HftkError, TrainingInterrupted
 from hftk.recipe import TrainingSection
 from hftk.training.budget import Budget, advance_scheduler, make_scheduler
 from hftk.training.checkpoint import (
     TrainState,
     latest_checkpoint,
+    load_model_weights,
     publish_checkpoint,
     remove_partial_checkpoints,
     temporary_checkpoint,
@@ -45,6 +47,8 @@ class TrainingHooks:
     """The task-specific parts of training."""
 
     save_model: Callable[..., None]  # (model, folder), plus state_dict=full weights when they are sharded
+    # Reads back what save_model wrote (checkpoints keep the model once: in `model/`).
+    load_model: Callable[[torch.nn.Module, Path], None] = load_model_weights
     prepare_batch: Callable[[dict, int], dict] = lambda batch, index: batch
     count_targets: Callable[[dict], int] | None = None
     count_tokens: Callable[[dict], int] = lambda batch: int(batch["input_ids"].numel())
@@ -53,13 +57,39 @@ class TrainingHooks:
 
 
 def fault_point(name: str, step: int) -> None:
-    """Fault injection for the kill-and-resume tests: `HFTK_FAULT=name:step` SIGKILLs this process here."""
+    """Fault injection for the kill-and-resume tests: `HFTK_FAULT=name:step` SIGKILLs this process here
+    (`HFTK_FAULT_SIGNAL=INT` sends SIGINT instead, as Ctrl-C does)."""
     if os.environ.get("HFTK_FAULT") == f"{name}:{step}":
-        os.kill(os.getpid(), signal.SIGKILL)
+        os.kill(os.getpid(), getattr(signal, "SIG" + os.environ.get("HFTK_FAULT_SIGNAL", "KILL")))
 
 
 class NonFiniteLoss(HftkError):
     """Training diverged; the message names the last good checkpoint."""
+
+
+class InterruptFlag:
+    """SIGINT sets a flag that the loop reads at the next step, so it can save and stop cleanly.
+
+    A second Ctrl-C (say, while the checkpoint is written) gets the default behaviour back and
+    interrupts at once. Only the main thread may install signal handlers; elsewhere this is inert.
+    """
+
+    def __init__(self) -> None:
+        self.raised = False
+        self._previous = None
+
+    def __enter__(self) -> InterruptFlag:
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self.raised = True
+        signal.signal(signal.SIGINT, self._previous or signal.default_int_handler)
+
+    def __exit__(self, *exc) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
 
 
 def build_optimizer(model: torch.nn.Module, training: TrainingSection) -> torch.optim.Optimizer:
@@ -105,8 +135,31 @@ def train(
     output_dir: Path,
     hooks: TrainingHooks,
     resume: bool = False,
+    session_start: float | None = None,
 ) -> tuple[torch.nn.Module, TrainState]:
-    """Train until the budget is spent; return the (prepared) model and the final state."""
+    """Train until the budget is spent; return the (prepared) model and the final state.
+
+    `session_start` (a `time.perf_counter()` value) is when this command began, so the state's
+    `wall_seconds` counts set-up too; `elapsed_seconds` counts the training loop only. Both add
+    up over resumed sessions, up to each session's last checkpoint. Ctrl-C stops at the end of
+    the current step, writes a checkpoint and raises `TrainingInterrupted`.
+    """
+    session_start = time.perf_counter() if session_start is None else session_start
+    with InterruptFlag() as interrupt:
+        return _train(accelerator, model, train_dataloader, training, output_dir, hooks, resume, session_start, interrupt)
+
+
+def _train(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    train_dataloader: torch.utils.data.DataLoader,
+    training: TrainingSection,
+    output_dir: Path,
+    hooks: TrainingHooks,
+    resume: bool,
+    session_start: float,
+    interrupt: InterruptFlag,
+) -> tuple[torch.nn.Module, TrainState]:
     prepare_model(model, training)
     optimizer = build_optimizer(model, training)
     model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
@@ -122,6 +175,7 @@ def train(
     )
     scheduler = make_scheduler(training.lr_scheduler_type, optimizer, budget, training.warmup_ratio, training.warmup_steps)
     accelerator.register_for_checkpointing(scheduler)
+    register_model_state_hooks(accelerator, hooks)
 
     state = TrainState()
     if resume:
@@ -131,6 +185,8 @@ def train(
         accelerator.load_state(str(checkpoint))
         state = TrainState.load(checkpoint)
         accelerator.print(f"Resuming from {checkpoint} (step {state.step})")
+    state.planned_steps = budget.total_steps()
+    wall_before = max(state.wall_seconds, state.elapsed_seconds)  # earlier sessions, up to the checkpoint
     if accelerator.is_main_process:
         remove_partial_checkpoints(output_dir)
 
@@ -144,6 +200,7 @@ def train(
         save_atomically(write, folder) if atomic else write(folder)
 
     def save_checkpoint() -> None:
+        state.wall_seconds = wall_before + time.perf_counter() - session_start
         tmp = temporary_checkpoint(output_dir, state.step) if accelerator.is_main_process else None
         accelerator.wait_for_everyone()
         tmp = tmp or output_dir / "checkpoints" / f".tmp-step-{state.step}"
@@ -210,6 +267,7 @@ def train(
             counts = [local_tokens]
             if hooks.count_targets is not None:
                 counts.append(sum(hooks.count_targets(batch) for batch in prepared))
+            counts.append(int(interrupt.raised))  # summed with the counts: every process stops at the same step
             totals = accelerator.reduce(torch.tensor(counts, device=accelerator.device), reduction="sum")
             num_items = totals[1].clamp(min=1) if hooks.count_targets is not None else None
 
@@ -270,6 +328,11 @@ def train(
                 save_checkpoint()
                 last_saved = state.step
             fault_point("step", state.step)
+            if int(totals[-1]) and not out_of_budget:
+                if last_saved != state.step:
+                    save_checkpoint()
+                bar.close()
+                raise TrainingInterrupted(f"stopped at step {state.step}; rerun the same command with --resume to continue")
             if stop or out_of_budget:
                 break
         if not stop and not budget.done(state.step, time.perf_counter() - start) and len(group) == 0:
@@ -277,10 +340,38 @@ def train(
             state.batches_in_epoch = 0
 
     bar.close()
+    state.stopped_by = budget.stop_reason(state.step, time.perf_counter() - start) or ("early_stopping" if stop else None)
+    if state.stopped_by == "max_time_minutes" and state.planned_steps is not None:
+        accelerator.print(
+            f"training.max_time_minutes={training.max_time_minutes} reached at step {state.step} of "
+            f"{state.planned_steps}: stopped early, before the learning-rate schedule had decayed "
+            f"(metrics.json: train_stopped_by); the step budget alone gives the same model on any machine"
+        )
     run_evaluation()
     if last_saved != state.step:
         save_checkpoint()
+    state.wall_seconds = wall_before + time.perf_counter() - session_start
     return model, state
+
+
+def register_model_state_hooks(accelerator: Accelerator, hooks: TrainingHooks) -> None:
+    """Keep the model once per checkpoint: in `model/` (hooks.save_model), not again in Accelerate's format.
+
+    Accelerate's documented state hooks let us drop its weight files on save and load the
+    weights from `model/` on resume. FSDP and DeepSpeed save sharded weights their own way
+    (those never reach the hooks' lists), so they keep Accelerate's files.
+    """
+
+    def skip_weights(models, weights, output_dir) -> None:
+        weights.clear()
+
+    def load_from_model_folder(models, input_dir) -> None:
+        for model in models:
+            hooks.load_model(accelerator.unwrap_model(model), Path(input_dir) / "model")
+        models.clear()
+
+    accelerator.register_save_state_pre_hook(skip_weights)
+    accelerator.register_load_state_pre_hook(load_from_model_folder)
 
 
 def save_atomically(write: Callable[[Path], None], destination: Path) -> Path:

@@ -21,9 +21,31 @@ def test_first_limit_wins():
 
 def test_progress_and_done_with_steps_and_time():
     budget = Budget(steps_per_epoch=10, tokens_per_step=1, max_steps=100, max_time_seconds=60)
-    assert budget.progress(10, 30.0) == pytest.approx(0.5)  # time is further along than steps
-    assert budget.progress(80, 30.0) == pytest.approx(0.8)
+    assert not budget.time_driven
+    assert budget.progress(10, 59.0) == pytest.approx(0.1)  # steps set the schedule, however slow the machine
     assert not budget.done(99, 59.0) and budget.done(100, 1.0) and budget.done(1, 60.0)
+    assert budget.stop_reason(99, 59.0) is None
+    assert budget.stop_reason(100, 1.0) == "max_steps"
+    assert budget.stop_reason(1, 60.0) == "max_time_minutes"
+    assert Budget(steps_per_epoch=10, tokens_per_step=1, num_train_epochs=2, max_steps=50).stop_reason(20, 0) == "num_train_epochs"
+    assert Budget(steps_per_epoch=10, tokens_per_step=8, max_tokens=80, max_steps=50).stop_reason(10, 0) == "max_tokens"
+    assert Budget(steps_per_epoch=10, tokens_per_step=1, max_time_seconds=60).time_driven
+
+
+def test_time_budget_beside_a_step_budget_does_not_change_the_schedule():
+    """The same steps give the same learning rates whether the clock runs fast or slow."""
+    rates = []
+    for seconds_per_step in (0.0, 1.0, 50.0):
+        opt = optimizer()
+        budget = Budget(steps_per_epoch=100, tokens_per_step=1, max_steps=20, max_time_seconds=60.0)
+        scheduler = make_scheduler("linear", opt, budget, warmup_ratio=0.1, warmup_steps=None)
+        lrs = []
+        for step in range(1, 21):
+            lrs.append(opt.param_groups[0]["lr"])
+            advance_scheduler(scheduler, budget, step, step * seconds_per_step)
+        rates.append(lrs)
+    assert rates[0] == rates[1] == rates[2]
+    assert rates[0][10] == pytest.approx((20 - 10) / 18)
 
 
 def test_step_budget_uses_transformers_linear_schedule_exactly():
