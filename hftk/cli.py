@@ -24,6 +24,7 @@ app = typer.Typer(
     # Plain click help: flags are shown as flags (the rich renderer labels them `<bool>`, which
     # reads as "takes a value"), and `--help` does not import rich.
     rich_markup_mode=None,
+    context_settings={"max_content_width": 120},
 )
 recipes_app = typer.Typer(
     help="List and show the recipes that ship with hftk.", no_args_is_help=True, rich_markup_mode=None
@@ -34,15 +35,17 @@ DEBUG = {"enabled": False}
 
 SetOption = Annotated[
     Optional[list[str]],
-    typer.Option("--set", "-s", help="Override a recipe key, e.g. --set training.learning_rate=3e-4 (repeatable)."),
+    typer.Option(
+        "--set", "-s", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set training.learning_rate=3e-4 (repeatable)."
+    ),
 ]
-OutputDirOption = Annotated[Optional[Path], typer.Option("--output-dir", "-o", help="Where the run folder goes.")]
+OutputDirOption = Annotated[Optional[Path], typer.Option("--output-dir", "-o", metavar="DIR", help="Where the run folder goes.")]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in the output folder.")]
 ResumeOption = Annotated[
     bool, typer.Option("--resume", help="Continue from the newest complete checkpoint in the output folder.")
 ]
 PushOption = Annotated[bool, typer.Option("--push-to-hub", help="Upload the result to the Hub when training ends.")]
-HubIdOption = Annotated[Optional[str], typer.Option("--hub-model-id", help="Hub repository, OWNER/NAME.")]
+HubIdOption = Annotated[Optional[str], typer.Option("--hub-model-id", metavar="OWNER/NAME", help="Hub repository, OWNER/NAME.")]
 
 
 @app.callback()
@@ -237,11 +240,11 @@ def run_pipeline_command(
     set_: Annotated[
         Optional[list[str]],
         typer.Option(
-            "--set", "-s", help="Override a key: output_dir=..., pretrain.training.max_steps=..., finetune.NAME.KEY=..., 'finetune.*.KEY=...' (repeatable)."
+            "--set", "-s", metavar="KEY=VALUE", help="Override a key: output_dir=..., pretrain.training.max_steps=..., finetune.NAME.KEY=..., 'finetune.*.KEY=...' (repeatable)."
         ),
     ] = None,
     output_dir: Annotated[
-        Optional[Path], typer.Option("--output-dir", "-o", help="Where the stage folders and report go (= --set output_dir=...).")
+        Optional[Path], typer.Option("--output-dir", "-o", metavar="DIR", help="Where the stage folders and report go (= --set output_dir=...).")
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Run every stage again, even finished ones.")] = False,
 ) -> None:

@@ -65,15 +65,23 @@ def removes_new_output_dir_on_error(run: Run) -> Run:
     @functools.wraps(run)
     def wrapper(recipe, *args, **kwargs):
         output_dir = Path(recipe.output.output_dir)
-        existed = output_dir.exists()
+        created = _first_missing(output_dir)  # the folder (or a parent of it) this run would create
         try:
             return run(recipe, *args, **kwargs)
         except Exception:
-            if not existed and output_dir.is_dir() and latest_checkpoint(output_dir) is None and _is_main_process():
-                shutil.rmtree(output_dir, ignore_errors=True)
+            if created is not None and created.is_dir() and latest_checkpoint(output_dir) is None and _is_main_process():
+                shutil.rmtree(created, ignore_errors=True)
             raise
 
     return wrapper  # type: ignore[return-value]
+
+
+def _first_missing(path: Path) -> Path | None:
+    """The outermost folder of `path` that does not exist yet (None if `path` exists)."""
+    path, missing = path.absolute(), None
+    while not path.exists() and path != path.parent:
+        path, missing = path.parent, path
+    return missing
 
 
 def _is_main_process() -> bool:

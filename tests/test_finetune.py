@@ -480,7 +480,90 @@ def bad_input_cases(tmp: Path, hftk_bert: Path, cls_run: Path, data: dict[str, s
     qa = write_rows(d / "train.jsonl", rows)
     cases["qa_answer_not_at_start"] = (finetune_args("qa", hftk_bert, d / "out", f"data.train_file={qa}", f"data.validation_file={qa}"), ["q1", "answer_start"])
     cases["unknown_task"] = (["finetune", "summarization", "--model", str(hftk_bert), "-o", str(folder("unknown_task") / "out")], ["summarization", "generation"])
+    more_bad_input_cases(cases, folder, ft, hftk_bert, data)
     return cases
+
+
+# Cases whose output path exists before the run (a file, a non-empty folder): it must be left as it was.
+PREEXISTING_OUTPUT = {"output_is_a_file", "pretrain_output_is_a_file", "convert_into_non_empty_folder"}
+
+
+def more_bad_input_cases(cases: dict, folder, ft, hftk_bert: Path, data: dict[str, str]) -> None:
+    """Bad input across every command (issue 17): each fails before any work, in one line."""
+    import shutil
+
+    cls = files(data, "cls")
+    d = folder("empty_train_file")
+    (d / "train.jsonl").write_text("")
+    cases["empty_train_file"] = (finetune_args("classification", hftk_bert, d / "out", f"data.train_file={d / 'train.jsonl'}", f"data.validation_file={data['cls_eval']}"), ["train.jsonl", "empty"])
+    d = folder("non_utf8_train_file")
+    (d / "train.jsonl").write_bytes(('{"text": "caf\xe9 au lait", "label": 1}\n' * 20).encode("latin-1"))
+    cases["non_utf8_train_file"] = (finetune_args("classification", hftk_bert, d / "out", f"data.train_file={d / 'train.jsonl'}", f"data.validation_file={data['cls_eval']}"), ["not UTF-8", "line 1"])
+    d = folder("truncated_safetensors")
+    shutil.copytree(hftk_bert, d / "model")
+    weights = (d / "model" / "model.safetensors").read_bytes()
+    (d / "model" / "model.safetensors").write_bytes(weights[: len(weights) // 2])
+    cases["truncated_safetensors"] = (finetune_args("classification", d / "model", d / "out", *cls), ["model.safetensors", "damaged"])
+    cases["model_path_missing"] = (ft("model_path_missing", "classification", Path("runs/no-such-model"), *cls), ["runs/no-such-model", "no such folder"])
+    d = folder("corrupt_config_json")
+    shutil.copytree(hftk_bert, d / "model")
+    (d / "model" / "config.json").write_text('{"model_type": "hftk_bert", "hidden_size": ')
+    cases["corrupt_config_json"] = (finetune_args("classification", d / "model", d / "out", *cls), ["config.json", "not valid JSON"])
+    d = folder("output_is_a_file")
+    (d / "out").write_text("my notes\n")
+    cases["output_is_a_file"] = (finetune_args("classification", hftk_bert, d / "out", *cls), ["is a file", "--output-dir"])
+    d = folder("output_cannot_be_created")
+    (d / "blocker").write_text("a file where a folder should be\n")
+    cases["output_cannot_be_created"] = (finetune_args("classification", hftk_bert, d / "blocker" / "out", *cls), ["cannot create output folder", "is a file"])
+    cases["push_without_hub_id"] = (ft("push_without_hub_id", "classification", hftk_bert, *cls) + ["--push-to-hub"], ["--hub-model-id"])
+    cases["push_with_hub_offline"] = (ft("push_with_hub_offline", "classification", hftk_bert, *cls) + ["--push-to-hub", "--hub-model-id", "alice/x"], ["HF_HUB_OFFLINE"])
+    cases["push_invalid_repo_id"] = (ft("push_invalid_repo_id", "classification", hftk_bert, *cls) + ["--hub-model-id", "alice/x y"], ["invalid repo id"])
+    cases["classifier_pooling_unknown"] = (ft("classifier_pooling_unknown", "classification", hftk_bert, *cls, "model.config.classifier_pooling=foo"), ["classifier_pooling", "foo"])
+    cases["fp16_on_cpu"] = (ft("fp16_on_cpu", "classification", hftk_bert, *cls, "training.mixed_precision=fp16"), ["fp16", "bf16"])
+    qa = [f"data.train_file={data['qa_train']}", f"data.validation_file={data['qa_eval']}"]
+    cases["max_seq_length_above_positions"] = (ft("max_seq_length_above_positions", "qa", hftk_bert, *qa, "data.max_seq_length=512"), ["512", "at most 256"])
+    cases["doc_stride_too_large"] = (ft("doc_stride_too_large", "qa", hftk_bert, *qa, "data.max_seq_length=128", "data.doc_stride=100"), ["doc_stride (100)", "at most 60"])
+    cases["set_typo_did_you_mean"] = (ft("set_typo_did_you_mean", "classification", hftk_bert, *cls, "training.lerning_rate=1"), ["--set training.lerning_rate", "did you mean training.learning_rate"])
+    cases["set_without_value"] = (ft("set_without_value", "classification", hftk_bert, *cls, "training.learning_rate"), ["KEY=VALUE"])
+    cases["validation_file_missing"] = (ft("validation_file_missing", "classification", hftk_bert, cls[0], "data.validation_file=nope.jsonl"), ["nope.jsonl", "does not exist"])
+    cases["evaluate_missing_model"] = (["evaluate", "classification", "--model", str(folder("evaluate_missing_model") / "model"), "-o", str(folder("evaluate_missing_model_out") / "out"), "--set", f"data.validation_file={data['cls_eval']}"], ["no such folder"])
+
+    # hftk pretrain: the same checks, nothing left behind
+    d = folder("pretrain_corpus")
+    corpus = d / "corpus.txt"
+    corpus.write_text("It is a truth universally acknowledged.\n" * 50)
+    def pt(name: str, *sets: str, extra: tuple[str, ...] = ()) -> list[str]:
+        return ["pretrain", "-o", str(folder(name) / "out"), *extra, *(a for item in (f"data.train_files={corpus}", "training.report_to=[]", *sets) for a in ("--set", item))]
+    cases["pretrain_missing_corpus"] = (pt("pretrain_missing_corpus", "data.train_files=no-such-corpus.txt"), ["no-such-corpus.txt", "does not exist"])
+    empty = d / "empty.txt"
+    empty.write_text("\n\n")
+    cases["pretrain_empty_corpus"] = (pt("pretrain_empty_corpus", f"data.train_files={empty}"), ["empty"])
+    cases["pretrain_resume_true"] = (["pretrain", "--resume", "true", "-o", str(folder("pretrain_resume_true") / "out")], ["recipe true not found", "take no value"])
+    cases["pretrain_fp16_on_cpu"] = (pt("pretrain_fp16_on_cpu", "training.mixed_precision=fp16"), ["fp16", "bf16"])
+    cases["pretrain_classifier_pooling_unknown"] = (pt("pretrain_classifier_pooling_unknown", "model.config.classifier_pooling=foo"), ["--set model.config.classifier_pooling", "foo"])
+    cases["pretrain_config_typo"] = (pt("pretrain_config_typo", "model.config.hiden_size=64"), ["model.config.hiden_size", "did you mean model.config.hidden_size"])
+    cases["pretrain_max_seq_length_above_positions"] = (pt("pretrain_max_seq_length_above_positions", "data.max_seq_length=256"), ["data.max_seq_length (256)", "max_position_embeddings (128)"])
+    cases["pretrain_push_without_hub_id"] = (pt("pretrain_push_without_hub_id", extra=("--push-to-hub",)), ["--hub-model-id"])
+    cases["pretrain_push_with_hub_offline"] = (pt("pretrain_push_with_hub_offline", extra=("--push-to-hub", "--hub-model-id", "alice/x")), ["HF_HUB_OFFLINE"])
+    d = folder("pretrain_output_is_a_file")
+    (d / "out").write_text("my notes\n")
+    cases["pretrain_output_is_a_file"] = (["pretrain", "-o", str(d / "out"), "--set", f"data.train_files={corpus}"], ["is a file"])
+    cases["pretrain_unknown_section"] = (pt("pretrain_unknown_section", "trainig.max_steps=1"), ["unknown recipe key trainig", "did you mean training"])
+    cases["pretrain_nothing_to_resume"] = (pt("pretrain_nothing_to_resume", extra=("--resume",)), ["nothing to resume"])
+
+    # hftk convert / run / recipes / push
+    d = folder("convert_into_non_empty_folder")
+    (d / "out").mkdir()
+    (d / "out" / "metrics.json").write_text("{}\n")
+    cases["convert_into_non_empty_folder"] = (["convert", str(hftk_bert), str(d / "out")], ["not empty", "--overwrite"])
+    cases["convert_missing_source"] = (["convert", str(folder("convert_missing_source") / "nope"), str(folder("convert_missing_source_out") / "out")], ["nope"])
+    run_out = folder("run_missing_stage_data") / "out"
+    cases["run_missing_stage_data"] = (["run", "pipeline-tiny", "-o", str(run_out), "--set", "finetune.wnut16.data.train_file=no-such-train.jsonl"], ["stage wnut16", "no-such-train.jsonl", "does not exist"])
+    cases["run_unknown_stage"] = (["run", "pipeline-tiny", "-o", str(folder("run_unknown_stage") / "out"), "--set", "finetune.squad.training.max_steps=1"], ["no finetune stage 'squad'"])
+    cases["run_push_with_hub_offline"] = (["run", "pipeline-tiny", "-o", str(folder("run_push_with_hub_offline") / "out"), "--set", "push.hub_model_id_prefix=alice/tiny"], ["HF_HUB_OFFLINE"])
+    cases["recipes_show_unknown"] = (["recipes", "show", "no-such-recipe", "--resolved"], ["no-such-recipe", "hftk recipes list"])
+    folder("recipes_show_unknown")
+    cases["push_missing_folder"] = (["push", str(folder("push_missing_folder") / "out"), "--repo-id", "alice/x"], ["no such folder"])
 
 
 @pytest.fixture(scope="session")
@@ -488,27 +571,52 @@ def bad_runs(tmp_path_factory, hftk_bert, cls_run, data, bert_tokenizer) -> dict
     """Start every bad-input run at once (each is mostly interpreter start-up), then collect them."""
     tmp = tmp_path_factory.mktemp("bad")
     cases = bad_input_cases(tmp, hftk_bert, cls_run, data, bert_tokenizer)
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    running = {
-        name: subprocess.Popen([sys.executable, "-m", "hftk", *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-        for name, (args, _) in cases.items()
-    }
-    results = {}
-    for name, process in running.items():
-        stdout, stderr = process.communicate(timeout=300)
-        results[name] = (subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr), tmp / name / "out", cases[name][1])
-    return results
+    from concurrent.futures import ThreadPoolExecutor
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
+    before = {name: snapshot(tmp / name / "out") for name in cases}
+
+    def run(name: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "hftk", *cases[name][0]], capture_output=True, text=True, env=env, timeout=300)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:  # a few at a time: each is a Python with torch (~0.4 GB)
+        done = dict(zip(cases, pool.map(run, cases)))
+    return {name: (done[name], tmp / name / "out", cases[name][1], before[name]) for name in cases}
+
+
+def snapshot(path: Path) -> dict[str, int] | None:
+    """Every file under `path` with its size (None: the path does not exist)."""
+    if not path.exists():
+        return None
+    if path.is_file():
+        return {"": path.stat().st_size}
+    return {str(p.relative_to(path)): p.stat().st_size for p in sorted(path.rglob("*"))}
 
 
 BAD_INPUTS = [
     "unknown_glue_task", "glue_all_missing_file", "missing_column", "label_out_of_range", "unseen_label_at_evaluation",
     "evaluate_untrained_head", "unknown_model_config_key", "model_without_config", "tokenizer_bigger_than_vocab", "qa_answer_not_at_start", "unknown_task",
+    # issue 17: every command, checked before any work
+    "empty_train_file", "non_utf8_train_file", "truncated_safetensors", "model_path_missing", "corrupt_config_json",
+    "output_is_a_file", "output_cannot_be_created", "push_without_hub_id", "push_with_hub_offline", "push_invalid_repo_id",
+    "classifier_pooling_unknown", "fp16_on_cpu", "max_seq_length_above_positions", "doc_stride_too_large",
+    "set_typo_did_you_mean", "set_without_value", "validation_file_missing", "evaluate_missing_model",
+    "pretrain_missing_corpus", "pretrain_empty_corpus", "pretrain_resume_true", "pretrain_fp16_on_cpu",
+    "pretrain_classifier_pooling_unknown", "pretrain_config_typo", "pretrain_max_seq_length_above_positions",
+    "pretrain_push_without_hub_id", "pretrain_push_with_hub_offline", "pretrain_output_is_a_file", "pretrain_unknown_section",
+    "pretrain_nothing_to_resume", "convert_into_non_empty_folder", "convert_missing_source", "run_missing_stage_data",
+    "run_unknown_stage", "run_push_with_hub_offline", "recipes_show_unknown", "push_missing_folder",
 ]
+
+
+def test_bad_input_cases_are_all_listed(bad_runs):
+    assert sorted(BAD_INPUTS) == sorted(bad_runs) and len(BAD_INPUTS) >= 40
 
 
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_is_one_line_error_and_writes_nothing(bad_runs, case):
-    result, out, needles = bad_runs[case]
+    result, out, needles, before = bad_runs[case]
     assert_one_line_error(result, *needles)
-    assert not (out / "metrics.json").exists()
-    assert not (out / "model.safetensors").exists() and not (out / ".final.tmp").exists()
+    # Nothing half-written: no folder the run created, and an existing path exactly as it was.
+    assert snapshot(out) == before, (case, before, snapshot(out))
+    assert case in PREEXISTING_OUTPUT or before is None
