@@ -2,6 +2,7 @@
 
     python benchmarks/bench_models.py            # full run, a few minutes on 2 CPU cores
     python benchmarks/bench_models.py --quick    # fewer rounds, batch-1 generation only
+    python benchmarks/bench_models.py --compile --only encoder decoder   # training under torch.compile
 
 Both sides get the same shape (4 layers, hidden 256, 4 heads, intermediate 1024, seq 128,
 batch 32), dropout 0, SDPA attention, AdamW, and the same random batch. hftk runs its
@@ -164,10 +165,14 @@ def alternate(rounds: int, measure_ours, measure_theirs) -> tuple[float, float]:
     return statistics.median(ours), statistics.median(theirs)
 
 
-def bench_training(pair: Pair, dtype: str, steps: int, rounds: int, warmup: int) -> tuple[float, float]:
+def bench_training(
+    pair: Pair, dtype: str, steps: int, rounds: int, warmup: int, compile: bool = False
+) -> tuple[float, float]:
     optimizers = {}
     for side in (pair.ours, pair.theirs):
         side.train()
+        if compile:
+            side.compile()  # in place, as hftk's `training.torch_compile`; compiles during warm-up
         optimizers[id(side)] = torch.optim.AdamW(side.parameters(), lr=1e-4)
         train_tokens_per_second(side, optimizers[id(side)], pair.batch, warmup, dtype)
     return alternate(
@@ -205,6 +210,7 @@ def main(argv: list[str] | None = None) -> str:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--quick", action="store_true", help="2 steps x 3 rounds, batch-1 generation of 64 tokens")
     parser.add_argument("--output", help="also write the markdown table to this file")
+    parser.add_argument("--compile", action="store_true", help="torch.compile both sides for training (not generation)")
     args = parser.parse_args(argv)
     if args.quick:
         args.steps, args.rounds, args.generation_batches, args.new_tokens = 2, 3, [1], 64
@@ -229,7 +235,7 @@ def main(argv: list[str] | None = None) -> str:
         pair = Pair("encoder", hftk_encoder(args.seq), bert(args.seq),
                     mlm_batch(args.batch, args.seq, args.mlm_probability, generator))
         for dtype in args.dtypes:
-            ours, theirs = bench_training(pair, dtype, args.steps, args.rounds, args.warmup)
+            ours, theirs = bench_training(pair, dtype, args.steps, args.rounds, args.warmup, args.compile)
             row("MLM training, tokens/s", dtype, ours, theirs, "BertForMaskedLM", 2.0)
         del pair
     if "decoder" in parts or "generation" in parts:
@@ -238,7 +244,7 @@ def main(argv: list[str] | None = None) -> str:
         if "decoder" in parts:
             pair = Pair("decoder", ours_model, theirs_model, clm_batch(args.batch, args.seq, generator))
             for dtype in args.dtypes:
-                ours, theirs = bench_training(pair, dtype, args.steps, args.rounds, args.warmup)
+                ours, theirs = bench_training(pair, dtype, args.steps, args.rounds, args.warmup, args.compile)
                 row("causal LM training, tokens/s", dtype, ours, theirs, "GPT2LMHeadModel", 1.3)
         if "generation" in parts:
             for batch in args.generation_batches:
@@ -251,7 +257,7 @@ def main(argv: list[str] | None = None) -> str:
         [
             f"`{command.strip()}` — torch {torch.__version__}, {args.threads} threads on {os.cpu_count()} cores "
             f"({platform.machine()}), median of {args.rounds} alternating rounds of {args.steps} steps "
-            f"(batch {args.batch} × seq {args.seq}, AdamW); 1-min load average {load_before:.1f} before, "
+            f"(batch {args.batch} × seq {args.seq}, AdamW{', torch.compile' if args.compile else ''}); 1-min load average {load_before:.1f} before, "
             f"{os.getloadavg()[0]:.1f} after (other processes on the machine slow both sides)",
             "",
             "| workload | dtype | hftk | transformers | ratio | target |",

@@ -21,8 +21,13 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain click help: flags are shown as flags (the rich renderer labels them `<bool>`, which
+    # reads as "takes a value"), and `--help` does not import rich.
+    rich_markup_mode=None,
 )
-recipes_app = typer.Typer(help="List and show the recipes that ship with hftk.", no_args_is_help=True)
+recipes_app = typer.Typer(
+    help="List and show the recipes that ship with hftk.", no_args_is_help=True, rich_markup_mode=None
+)
 app.add_typer(recipes_app, name="recipes")
 
 DEBUG = {"enabled": False}
@@ -82,9 +87,24 @@ def pretrain(
 
     overrides = [*(set_ or []), *_output_overrides(output_dir, overwrite, push_to_hub, hub_model_id)]
     loaded = load_recipe(PretrainRecipe, recipe or "pretrain-default", overrides)
+    _check_push(loaded.output)
     folder = run_pretrain(loaded, resume=resume)
     _maybe_push(folder, loaded.output)
     typer.echo(f"Model saved to {folder}")
+
+
+def _check_push(output) -> None:
+    """Before any work: a push needs a repo id, a reachable Hub and a token that can write."""
+    if not output.push_to_hub:
+        return
+    if not output.hub_model_id:
+        raise HftkError("--push-to-hub needs --hub-model-id OWNER/NAME (or output.hub_model_id in the recipe)")
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        from hftk.hub import check_push_access
+
+        check_push_access(output.hub_model_id)
 
 
 def _maybe_push(folder: Path, output) -> None:
@@ -150,7 +170,40 @@ def finetune(
         typer.echo(table)
         return
     loaded = _finetune_recipe(task, recipe, model, glue_task, overrides)
+    _check_push(loaded.output)
     folder = run_finetune(loaded, resume=resume)
+    _maybe_push(folder, loaded.output)
+    typer.echo(f"Model saved to {folder}")
+
+
+@app.command()
+def distill(
+    task: Annotated[str, typer.Argument(help="glue, classification, qa or ner.")],
+    teacher: Annotated[Optional[str], typer.Option("--teacher", help="Teacher folder, fine-tuned on TASK.")] = None,
+    recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe YAML (default: distill-classification).")] = None,
+    glue_task: Annotated[Optional[str], typer.Option("--task", "-t", help="GLUE task name.")] = None,
+    set_: SetOption = None,
+    output_dir: OutputDirOption = None,
+    resume: ResumeOption = False,
+    overwrite: OverwriteOption = False,
+    push_to_hub: PushOption = False,
+    hub_model_id: HubIdOption = None,
+) -> None:
+    """Distil a fine-tuned teacher into a smaller student: same data options and outputs as finetune.
+
+    Student: --set 'student.layers=[0,2,4]' (teacher layers), student.name_or_path=FOLDER or
+    student.config.KEY=VALUE (fresh hftk_bert). Loss: distill.alpha, distill.temperature, distill.hidden_weight.
+    """
+    from hftk.distill.recipe import DistillRecipe
+    from hftk.distill.run import distill as run_distill
+    from hftk.recipe import load_recipe
+
+    if task not in ("glue", "classification", "qa", "ner"):
+        raise HftkError(f"unknown task {task!r} for distill: choose one of glue, classification, qa, ner")
+    extra = [f"task={task}", *([f"teacher.name_or_path={teacher}"] if teacher else []), *([f"data.glue_task={glue_task}"] if glue_task else [])]
+    overrides = [*extra, *(set_ or []), *_output_overrides(output_dir, overwrite, push_to_hub, hub_model_id)]
+    loaded = load_recipe(DistillRecipe, recipe or "distill-classification", overrides)
+    folder = run_distill(loaded, resume=resume)
     _maybe_push(folder, loaded.output)
     typer.echo(f"Model saved to {folder}")
 
@@ -182,15 +235,20 @@ def run_pipeline_command(
             "--set", "-s", help="Override a key: output_dir=..., pretrain.training.max_steps=..., finetune.NAME.KEY=..., 'finetune.*.KEY=...' (repeatable)."
         ),
     ] = None,
+    output_dir: Annotated[
+        Optional[Path], typer.Option("--output-dir", "-o", help="Where the stage folders and report go (= --set output_dir=...).")
+    ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Run every stage again, even finished ones.")] = False,
 ) -> None:
     """Pretrain, fine-tune every task (and a random-init baseline), then write report.md with plots.
 
     Finished stages are skipped on a re-run; an interrupted stage resumes from its checkpoint.
+    Every stage's recipe and data files are checked before the first stage starts.
     """
     from hftk.pipeline import load_pipeline, run_pipeline
 
-    run_pipeline(load_pipeline(pipeline, set_ or []), overwrite=overwrite, echo=typer.echo)
+    overrides = [*(set_ or []), *([f"output_dir={output_dir}"] if output_dir is not None else [])]
+    run_pipeline(load_pipeline(pipeline, overrides), overwrite=overwrite, echo=typer.echo)
 
 
 @recipes_app.command("list")
@@ -204,22 +262,53 @@ def recipes_list() -> None:
 
 
 @recipes_app.command("show")
-def recipes_show(name: Annotated[str, typer.Argument(help="Recipe name or YAML path.")]) -> None:
-    """Print a recipe file as shipped."""
-    from hftk.recipe import resolve_recipe_path
+def recipes_show(
+    name: Annotated[str, typer.Argument(help="Recipe name or YAML path.")],
+    resolved: Annotated[
+        bool, typer.Option("--resolved", help="Print every key a run resolves, defaults included, instead of the file.")
+    ] = False,
+    set_: SetOption = None,
+) -> None:
+    """Print a recipe file as shipped; with --resolved, every key with its value as a run sees it."""
+    from hftk.recipe import resolve_recipe_path, resolved_recipe_yaml
 
+    if resolved or set_:
+        typer.echo(resolved_recipe_yaml(name, set_ or []), nl=False)
+        return
     typer.echo(resolve_recipe_path(name).read_text(), nl=False)
+    typer.echo(f"(the file as shipped; `hftk recipes show {name} --resolved` lists every key a run resolves)", err=True)
+
+
+@app.command("accelerate-config")
+def accelerate_config(
+    name: Annotated[Optional[str], typer.Argument(help="fsdp or multi-node; none lists them all.")] = None,
+) -> None:
+    """Print the path of an Accelerate config that ships with hftk, for `accelerate launch --config_file`.
+
+    Example: accelerate launch --config_file $(hftk accelerate-config fsdp) -m hftk pretrain my.yaml
+    """
+    from hftk.training.distributed import accelerate_config_paths
+
+    paths = accelerate_config_paths()
+    if name is None:
+        for stem, path in paths.items():
+            typer.echo(f"{stem:12s} {path}")
+        return
+    if name.removesuffix(".yaml") not in paths:
+        raise HftkError(f"no shipped Accelerate config {name!r}; choose one of: {', '.join(paths)}")
+    typer.echo(str(paths[name.removesuffix(".yaml")]))
 
 
 @app.command()
 def convert(
     source: Annotated[str, typer.Argument(help="BERT or GPT-2 checkpoint folder (or Hub id).")],
     output_dir: Annotated[Path, typer.Argument(help="Folder for the converted hftk model.")],
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what the output folder holds.")] = False,
 ) -> None:
     """Convert a transformers BERT/GPT-2 checkpoint into the matching hftk model (same outputs)."""
     from hftk.convert import convert_checkpoint
 
-    folder = convert_checkpoint(source, output_dir)
+    folder = convert_checkpoint(source, output_dir, overwrite=overwrite)
     typer.echo(f"Converted model saved to {folder}")
 
 

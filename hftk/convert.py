@@ -8,6 +8,7 @@ reproduces its hidden states and logits. Only the parameter names and layouts ch
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
 from transformers import BertConfig, GPT2Config
 
+from hftk.data.tokenizer import save_tokenizer
 from hftk.errors import HftkError
 from hftk.models import (
     HftkBertConfig,
@@ -219,17 +221,36 @@ def _source_model_class(config: PretrainedConfig) -> type[PreTrainedModel]:
     return getattr(transformers, architecture)
 
 
-def convert_checkpoint(source: str | Path, output_dir: str | Path) -> Path:
-    """Convert a BERT/GPT-2 checkpoint folder (or Hub id) and save it, with its tokenizer, to `output_dir`."""
+def convert_checkpoint(source: str | Path, output_dir: str | Path, *, overwrite: bool = False) -> Path:
+    """Convert a BERT/GPT-2 checkpoint folder (or Hub id) and save it, with its tokenizer, to `output_dir`.
+
+    A non-empty `output_dir` is refused unless `overwrite` (then it is emptied first): writing
+    into a finished run would leave its old metrics, card and checkpoints beside new weights.
+    The model is written into a staging folder and moved into place, so a failure leaves nothing.
+    """
+    import shutil
+
+    from hftk.run_outputs import check_output_dir
+
+    output_dir = Path(output_dir)
+    check_output_dir(output_dir)
+    if output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
+        raise HftkError(f"{output_dir} is not empty; pass --overwrite to replace what it holds, or choose another folder")
     try:
         config = AutoConfig.from_pretrained(str(source))
     except (OSError, ValueError) as error:
         raise HftkError(f"cannot read a model config at {source}: {error}".splitlines()[0]) from error
     model = convert_model(_source_model_class(config).from_pretrained(str(source)))
-    output_dir = Path(output_dir)
-    model.save_pretrained(output_dir)
+    staging = output_dir.absolute().parent / f".{output_dir.name}.convert.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
     try:
-        AutoTokenizer.from_pretrained(str(source)).save_pretrained(output_dir)
-    except (OSError, ValueError):
-        pass  # a checkpoint without tokenizer files converts all the same
+        model.save_pretrained(staging)
+        try:
+            save_tokenizer(AutoTokenizer.from_pretrained(str(source)), staging)
+        except (OSError, ValueError):
+            pass  # a checkpoint without tokenizer files converts all the same
+        shutil.rmtree(output_dir, ignore_errors=True)
+        os.replace(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return output_dir

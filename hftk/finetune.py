@@ -23,10 +23,25 @@ from transformers import AutoConfig, PreTrainedModel
 
 from hftk.data.tokenizer import load_tokenizer
 from hftk.errors import HftkError
-from hftk.lora import apply_lora, save_lora_outputs
+from hftk.lora import apply_lora, fresh_modules, save_lora_outputs
 from hftk.pretrain import flat_config
 from hftk.recipe import FinetuneRecipe, dump_recipe
-from hftk.run_outputs import finish_run, prepare_output_dir, write_model_folder
+from hftk.run_outputs import (
+    check_device_settings,
+    check_output_dir,
+    finish_run,
+    prepare_output_dir,
+    removes_new_output_dir_on_error,
+    write_model_folder,
+)
+from hftk.training.distributed import (
+    check_fsdp_wrappable,
+    check_same_recipe,
+    full_state_dict,
+    is_sharded,
+    load_full_state_dict,
+    make_accelerator,
+)
 from hftk.tasks import TaskData, get_task
 from hftk.tasks.generation import decode_generated, prepare_generation_inputs
 from hftk.training.loop import TrainingHooks, train
@@ -110,18 +125,124 @@ def build_task(recipe: FinetuneRecipe, tokenizer, config=None) -> TaskData:
     )
 
 
+def load_model_config(path: str):
+    """The checkpoint's config, with errors that name the real problem (no folder, bad JSON, no weights)."""
+    folder = Path(path)
+    if folder.exists():
+        if not folder.is_dir():
+            raise HftkError(f"--model {path} is a file: point --model at a saved model folder")
+        if not (folder / "config.json").is_file():
+            raise HftkError(f"model folder {path} has no config.json: point --model at a saved model folder")
+        try:
+            json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (ValueError, UnicodeDecodeError) as error:
+            raise HftkError(
+                f"{folder / 'config.json'} is not valid JSON ({str(error).splitlines()[0]}): the folder is damaged; "
+                "save the model again or point --model at another folder"
+            ) from None
+        check_safetensors(folder)
+    try:
+        return AutoConfig.from_pretrained(path)
+    except (OSError, ValueError) as error:
+        if not folder.exists():
+            raise HftkError(
+                f"--model {path}: no such folder, and no model of that name could be loaded from the Hub "
+                f"({type(error).__name__}); check the path (e.g. run `hftk pretrain` first to get runs/pretrain-default)"
+            ) from None
+        raise HftkError(f"cannot read the model config at {path}: {str(error).splitlines()[0]}") from None
+
+
+def check_safetensors(folder: Path) -> None:
+    """Open every weights file's header: a truncated or damaged file fails here, not after the data is prepared."""
+    from safetensors import SafetensorError, safe_open
+
+    for file in sorted(folder.glob("*.safetensors")):
+        try:
+            with safe_open(str(file), framework="pt"):
+                pass
+        except (SafetensorError, OSError) as error:
+            raise HftkError(
+                f"{file} is damaged ({str(error).splitlines()[0]}); it was perhaps cut short by a full disk or an "
+                "interrupted copy: save or copy the model again"
+            ) from None
+
+
+def check_model_config_overrides(recipe: FinetuneRecipe, config) -> None:
+    """`--set model.config.KEY=VALUE`: a field the config has, with a value its class accepts."""
+    unknown = sorted(key for key in recipe.model.config if not hasattr(config, key))
+    if unknown:
+        from hftk.recipe import did_you_mean
+
+        raise HftkError(
+            f"model.config.{', model.config.'.join(unknown)}: not a field of {type(config).__name__} "
+            f"({recipe.model.name_or_path}){did_you_mean(unknown[0], config.to_dict(), 'model.config.')}; "
+            "see its config.json for the fields"
+        )
+    if recipe.model.config:
+        try:  # from_pretrained(**kwargs) sets overrides after the class's checks; run them here
+            type(config).from_dict({**config.to_dict(), **recipe.model.config})
+        except (ValueError, TypeError) as error:
+            raise HftkError(f"--set model.config: {str(error).splitlines()[0]}") from None
+
+
+# data.max_seq_length when the recipe leaves it null (HF example scripts' defaults), before the
+# model's own limit; QA windows overlap by doc_stride, at most 128 (run_qa's default for 384).
+DEFAULT_MAX_SEQ_LENGTH = {"glue": 128, "classification": 128, "ner": 128, "qa": 384, "generation": 256}
+MAX_QUESTION_LENGTH = 64  # tokens of a question kept in a QA window (hftk.tasks.qa's default)
+
+
+def model_max_length(config, tokenizer) -> int | None:
+    """The longest input the model takes: its positions, or the tokenizer's limit if smaller."""
+    limits = [getattr(config, name, None) for name in ("max_position_embeddings", "n_positions")]
+    limits.append(getattr(tokenizer, "model_max_length", None))
+    limits = [limit for limit in limits if isinstance(limit, int) and 0 < limit < 1_000_000]
+    return min(limits) if limits else None
+
+
+def resolve_sequence_lengths(recipe: FinetuneRecipe, config, tokenizer) -> str | None:
+    """Fill data.max_seq_length / doc_stride left null from the model; refuse values it cannot take.
+
+    Returns a line saying what was derived (the run prints it), or None if nothing was.
+    """
+    data, limit = recipe.data, model_max_length(config, tokenizer)
+    derived = []
+    if data.max_seq_length is None:
+        default = DEFAULT_MAX_SEQ_LENGTH[recipe.task]
+        data.max_seq_length = min(default, limit) if limit else default
+        why = f"the model takes {limit} tokens" if limit and limit < default else f"the {recipe.task} default"
+        derived.append(f"data.max_seq_length={data.max_seq_length} ({why})")
+    elif limit and data.max_seq_length > limit:
+        raise HftkError(
+            f"data.max_seq_length ({data.max_seq_length}) exceeds what the model at {recipe.model.name_or_path} takes "
+            f"({limit} tokens); use at most {limit}, or leave it unset to use {limit}"
+        )
+    if recipe.task == "qa":
+        room = data.max_seq_length - tokenizer.num_special_tokens_to_add(pair=True) - MAX_QUESTION_LENGTH
+        if room < 2:
+            raise HftkError(
+                f"data.max_seq_length ({data.max_seq_length}) leaves no room for context after a question of up to "
+                f"{MAX_QUESTION_LENGTH} tokens; use a model with more positions"
+            )
+        if data.doc_stride is None:
+            data.doc_stride = min(128, room // 2)
+            derived.append(f"data.doc_stride={data.doc_stride} (half the {room} context tokens of a window)")
+        elif data.doc_stride >= room:
+            raise HftkError(
+                f"data.doc_stride ({data.doc_stride}) must be smaller than the context room of a window ({room} = "
+                f"max_seq_length {data.max_seq_length} - special tokens - question {MAX_QUESTION_LENGTH}): "
+                f"use at most {room - 1}, or leave it unset to use {min(128, room // 2)}"
+            )
+    return ", ".join(derived) or None
+
+
 def load_model_and_tokenizer(recipe: FinetuneRecipe):
     """The tokenizer and checkpoint of `model.name_or_path`, with clear errors for bad folders."""
     path = recipe.model.name_or_path
     if not path:
         raise HftkError("no model to fine-tune: pass --model PATH (a folder from `hftk pretrain` or any checkpoint)")
-    if Path(path).exists() and not (Path(path) / "config.json").is_file():
-        raise HftkError(f"model folder {path} has no config.json: point --model at a saved model folder")
+    config = load_model_config(path)
+    check_model_config_overrides(recipe, config)
     tokenizer = load_tokenizer(path)
-    try:
-        config = AutoConfig.from_pretrained(path)
-    except (OSError, ValueError) as error:
-        raise HftkError(f"cannot read the model config at {path}: {str(error).splitlines()[0]}") from error
     if len(tokenizer) > config.vocab_size:
         raise HftkError(
             f"tokenizer at {path} has {len(tokenizer)} tokens but the model's vocabulary is {config.vocab_size}: "
@@ -154,8 +275,7 @@ def build_head(recipe: FinetuneRecipe, task: TaskData, config) -> tuple[PreTrain
         model, info = auto_class.from_pretrained(recipe.model.name_or_path, output_loading_info=True, **kwargs)
     except ValueError as error:
         raise HftkError(f"cannot build a {task.auto_model_class} from {recipe.model.name_or_path}: {error}") from error
-    new_modules = sorted({key.rsplit(".", 1)[0] for key in info["missing_keys"]})
-    return model, new_modules
+    return model, fresh_modules(info)
 
 
 class Evaluator:
@@ -202,6 +322,9 @@ class Evaluator:
                 ends.append(self._gather(out.end_logits))
             elif self.task.kind != "causal_lm":
                 logits.append(self._gather(out.logits))
+        if count and self.accelerator.num_processes > 1:  # every process saw its own part of the split
+            sums = torch.tensor([total_loss, count], dtype=torch.float64, device=self.accelerator.device)
+            total_loss, count = self.accelerator.reduce(sums, reduction="sum").tolist()
         loss = total_loss / count if count else None
         if self.task.kind == "question_answering":
             return loss, (concat_padded(starts), concat_padded(ends))
@@ -234,6 +357,7 @@ class Evaluator:
                 top_p=settings.top_p if settings.do_sample else None,
                 pad_token_id=pad,
                 eos_token_id=self.tokenizer.eos_token_id,
+                synced_gpus=is_sharded(self.accelerator),  # sharded forwards are collective: step in lockstep
             )
             texts.extend(decode_generated(self.tokenizer, sequences, inputs["input_ids"].shape[1]))
         return texts
@@ -247,19 +371,34 @@ def concat_padded(arrays: list[np.ndarray]) -> np.ndarray:
     return np.concatenate(arrays) if arrays else np.zeros((0,))
 
 
-def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: bool = False) -> Path:
-    """Fine-tune (or only evaluate) a model on a task; return the output folder."""
+@removes_new_output_dir_on_error
+def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: bool = False, distiller: Any = None) -> Path:
+    """Fine-tune (or only evaluate) a model on a task; return the output folder.
+
+    `distiller` (see `hftk.distill.run.Distiller`) turns this into distillation with the same data,
+    loop and outputs: `check(task, config)` runs before anything is written, `attach(model, task,
+    accelerator)` caches the teacher's outputs and returns the module to train, `unwrap(model)` the
+    model to save; `metrics`, `recipe_yaml` and `base_model` fill the run folder.
+    """
     training = recipe.training
     output_dir = Path(recipe.output.output_dir)
     if training.num_threads:
         torch.set_num_threads(training.num_threads)
-    accelerator = Accelerator(
+    accelerator = make_accelerator(
         mixed_precision=training.mixed_precision,
         log_with=(training.report_to or None) if not evaluate_only else None,
         project_dir=str(output_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    check_device_settings(training, accelerator)
+    check_output_dir(output_dir)
+    check_same_recipe(accelerator, dump_recipe(recipe))
+    if recipe.lora.r > 0 and is_sharded(accelerator) and not evaluate_only:
+        raise HftkError("LoRA (lora.r > 0) under FSDP is not supported: fine-tune LoRA without the FSDP config")
     tokenizer, config = load_model_and_tokenizer(recipe)
+    derived = resolve_sequence_lengths(recipe, config, tokenizer)
+    if derived:
+        accelerator.print(f"derived from the model: {derived}")
     with accelerator.main_process_first():
         task = build_task(recipe, tokenizer, config if evaluate_only else None)
     if evaluate_only and task.num_labels is not None and task.num_labels != config.num_labels:
@@ -271,6 +410,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         raise HftkError("no evaluation data: pass data.validation_file (or a Hub data set with a validation split)")
     if not evaluate_only and task.train is None:
         raise HftkError("no training data: pass data.train_file (or a Hub data set with a train split)")
+    if distiller is not None:
+        distiller.check(task, config)
     if evaluate_only:  # writes metrics/predictions beside whatever is there; never clears the folder
         resume_from = None
     else:
@@ -284,7 +425,11 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         )
     if recipe.lora.r > 0 and not evaluate_only:
         model = apply_lora(model, recipe.lora, task.kind, new_modules)
+    check_fsdp_wrappable(accelerator, model)
     evaluator = Evaluator(recipe, task, tokenizer, accelerator)
+    unwrap = distiller.unwrap if distiller is not None else (lambda module: module)
+    if distiller is not None:
+        model = distiller.attach(model, task, accelerator)
 
     if evaluate_only:
         output_dir.mkdir(parents=True, exist_ok=True)
@@ -305,8 +450,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         task.train, batch_size=training.per_device_train_batch_size, shuffle=True, collate_fn=task.collator
     )
 
-    def save_model(model, folder: Path) -> None:
-        write_model_folder(model, tokenizer, folder)
+    def save_model(model, folder: Path, state_dict: dict | None = None) -> None:
+        write_model_folder(unwrap(model), tokenizer, folder, state_dict)
 
     hooks = TrainingHooks(
         save_model=save_model,
@@ -318,11 +463,15 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     model, state = train(accelerator, model, train_loader, training, output_dir, hooks, resume=resume_from is not None)
     wall = time.perf_counter() - started
 
-    final = accelerator.unwrap_model(model)
+    final = unwrap(accelerator.unwrap_model(model))
     best_record = next((r for r in state.log_history if r["step"] == state.best_step and training.metric_for_best_model in r), None)
     if best_record is not None and state.best_step != state.step and (output_dir / "best").is_dir():
-        final = load_best(final, output_dir / "best")
-        evaluator(accelerator.prepare(final))  # predictions of the model we ship
+        if is_sharded(accelerator):  # every rank loads its shard of the best weights
+            load_full_state_dict(model, read_safetensors(output_dir / "best"))
+            evaluator(model)
+        else:
+            final = load_best(final, output_dir / "best")
+            evaluator(accelerator.prepare(final))  # predictions of the model we ship
     else:
         best_record = next((r for r in reversed(state.log_history) if training.metric_for_best_model in r), {})
     metrics = {k: v for k, v in best_record.items() if k.startswith("eval_")}
@@ -336,8 +485,11 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             "tokens_seen": state.tokens_seen,
         }
     )
+    if distiller is not None:
+        metrics.update(distiller.metrics)
     if recipe.data.test_file:
-        metrics.update(evaluate_test_file(recipe, tokenizer, final, accelerator))
+        metrics.update(evaluate_test_file(recipe, tokenizer, model if is_sharded(accelerator) else final, accelerator))
+    weights = full_state_dict(accelerator, model)  # FSDP: gathered from every rank, before rank 0 writes
     if accelerator.is_main_process:
         if recipe.lora.r > 0:
             final = save_lora_outputs(final, output_dir, recipe.lora)
@@ -346,10 +498,12 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             output_dir,
             model=final,
             tokenizer=tokenizer,
-            recipe_yaml=dump_recipe(recipe),
+            recipe_yaml=distiller.recipe_yaml if distiller is not None else dump_recipe(recipe),
             metrics=metrics,
             log_history=state.log_history,
-            card={"base_model": recipe.model.name_or_path},  # data and licence: read from recipe.yaml
+            state_dict=weights,
+            # data and licence: read from recipe.yaml
+            card={"base_model": distiller.base_model if distiller is not None else recipe.model.name_or_path},
         )
         (output_dir / "all_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
     accelerator.wait_for_everyone()
@@ -369,18 +523,16 @@ def evaluate_test_file(recipe: FinetuneRecipe, tokenizer, model: PreTrainedModel
     test_recipe = recipe.model_copy(update={"data": data})
     with accelerator.main_process_first():
         task = build_task(test_recipe, tokenizer, model.config)
-    metrics = Evaluator(test_recipe, task, tokenizer, accelerator)(accelerator.prepare(model))
+    prepared = model if is_sharded(accelerator) else accelerator.prepare(model)  # FSDP: already sharded
+    metrics = Evaluator(test_recipe, task, tokenizer, accelerator)(prepared)
     return {"test_" + key.removeprefix("eval_"): value for key, value in metrics.items()}
 
 
 def load_best(model: PreTrainedModel, folder: Path) -> PreTrainedModel:
     """Load the best evaluation's weights into the trained model (a LoRA model gets its adapter back)."""
     from peft import PeftModel, set_peft_model_state_dict
-    from safetensors.torch import load_file
 
-    state: dict[str, torch.Tensor] = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        state.update(load_file(file))
+    state = read_safetensors(folder)
     if isinstance(model, PeftModel):
         set_peft_model_state_dict(model, state)
         return model
@@ -390,6 +542,15 @@ def load_best(model: PreTrainedModel, folder: Path) -> PreTrainedModel:
         raise HftkError(f"best checkpoint in {folder} does not fit the model: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     return model
+
+
+def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    state: dict[str, torch.Tensor] = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(file))
+    return state
 
 
 def write_predictions(output_dir: Path, task: TaskData, evaluator: Evaluator, tokenizer, staging: bool = False) -> None:

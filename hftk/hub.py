@@ -106,6 +106,44 @@ def _check_repo_id(repo_id: str) -> None:
         ) from err
 
 
+def check_push_access(repo_id: str, *, token: str | None = None, api: HfApi | None = None) -> None:
+    """Before training: the repo id is valid, the Hub answers, and the token may write under its owner.
+
+    `--push-to-hub` uploads when training ends; finding a typo'd id or a missing login then
+    would waste the run. One `whoami` request checks login and reachability.
+    """
+    _check_repo_id(repo_id)
+    if constants.is_offline_mode():
+        raise HftkError("cannot push: HF_HUB_OFFLINE is set; unset it to reach the Hub, or drop --push-to-hub")
+    api = api or HfApi()
+    try:
+        me = api.whoami(token=token)
+    except LocalTokenNotFoundError as err:
+        raise HftkError(f"cannot push to {repo_id}: not logged in: {LOGIN_HINT} (checked before training)") from err
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        if status in (401, 403):
+            raise HftkError(f"cannot push to {repo_id}: the Hub rejects the token (HTTP {status}): {LOGIN_HINT}") from err
+        raise HftkError(f"cannot check Hub access for {repo_id} (HTTP {status}): {_one_line(err)}") from err
+    except OfflineModeIsEnabled as err:
+        raise HftkError("cannot push: HF_HUB_OFFLINE is set; unset it to reach the Hub, or drop --push-to-hub") from err
+    except (httpx2.TransportError, OSError) as err:
+        raise HftkError(
+            f"cannot reach the Hub at {api.endpoint} ({type(err).__name__}): check your network or HF_ENDPOINT, "
+            "or drop --push-to-hub"
+        ) from err
+    role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
+    if role == "read":
+        raise HftkError(f"cannot push to {repo_id}: the token is read-only; {LOGIN_HINT} with a write token")
+    owner = repo_id.split("/")[0] if "/" in repo_id else me.get("name")
+    owners = {me.get("name"), *(org.get("name") for org in me.get("orgs") or [])}
+    if role != "fineGrained" and owner not in owners:
+        raise HftkError(
+            f"cannot push to {repo_id}: you are logged in as {me.get('name')}, who cannot write under {owner!r}; "
+            f"use {me.get('name')}/NAME or one of your organisations"
+        )
+
+
 def push_folder(
     folder: str | Path,
     repo_id: str,

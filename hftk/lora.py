@@ -34,6 +34,12 @@ HEADS = {
 }
 
 
+def fresh_modules(loading_info: dict) -> list[str]:
+    """Modules that `from_pretrained(..., output_loading_info=True)` initialised because the checkpoint
+    lacks them (the task head; BERT's pooler on an MLM checkpoint): they must train fully."""
+    return sorted({key.rsplit(".", 1)[0] for key in loading_info["missing_keys"]})
+
+
 def apply_lora(model, lora: LoraSection, kind: str, new_modules: list[str] | None = None) -> PeftModel:
     """Wrap `model` with LoRA adapters; `new_modules` (freshly initialised, e.g. BERT's pooler on an
     MLM checkpoint) train fully instead: a frozen random layer under an adapter cannot learn."""

@@ -26,7 +26,16 @@ from accelerate.state import AcceleratorState
 from pydantic import Field, field_validator, model_validator
 
 from hftk.errors import HftkError
-from hftk.recipe import FinetuneRecipe, PretrainRecipe, Section, apply_overrides, read_yaml, resolve_recipe_path, validate
+from hftk.recipe import (
+    RECIPES_DIR,
+    FinetuneRecipe,
+    PretrainRecipe,
+    Section,
+    apply_overrides,
+    read_yaml,
+    resolve_recipe_path,
+    validate,
+)
 from hftk.run_outputs import FINISHED_MARKER
 
 PRETRAIN_STAGE = "pretrain"
@@ -280,7 +289,57 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Loade
         stage.name: build_finetune_recipe(stage, stage_sets.get(stage.name, []), output_dir / stage.name, output_dir / PRETRAIN_STAGE)
         for stage in spec.finetune
     }
+    if path.resolve().parent == RECIPES_DIR.resolve():
+        _anchor_shipped_paths(pretrain, finetune.values())
     return LoadedPipeline(spec, pretrain, finetune)
+
+
+def _data_paths(pretrain: PretrainRecipe, finetune) -> list[tuple[Section, str, str]]:
+    """(section, field, label) of every local input path the stages read."""
+    found = [(pretrain.data, "train_files", "pretrain data.train_files"), (pretrain.data, "validation_files", "pretrain data.validation_files")]
+    for recipe in finetune:
+        stage = Path(recipe.output.output_dir).name
+        found += [(recipe.data, key, f"finetune stage {stage}: data.{key}") for key in ("train_file", "validation_file", "test_file")]
+    return found
+
+
+def _anchor_shipped_paths(pretrain: PretrainRecipe, finetune) -> None:
+    """Shipped pipelines name ../shared relative to the repository root; make them work from any folder.
+
+    A relative path that exists from the current folder is kept (the documented way: run from
+    the repository root); one that does not, but does from the root of the checkout holding
+    this hftk, is made absolute there.
+    """
+    root = RECIPES_DIR.resolve().parents[1]
+
+    def anchor(value: str) -> str:
+        if Path(value).is_absolute() or Path(value).exists() or not (root / value).exists():
+            return value
+        return str((root / value).resolve())
+
+    for section, key, _ in _data_paths(pretrain, finetune):
+        value = getattr(section, key)
+        if isinstance(value, list):
+            setattr(section, key, [anchor(v) for v in value])
+        elif value:
+            setattr(section, key, anchor(value))
+
+
+def check_pipeline_inputs(pipeline: LoadedPipeline) -> None:
+    """Every stage's local data exists, and a push can happen, before the first stage starts."""
+    for section, key, label in _data_paths(pipeline.pretrain, pipeline.finetune.values()):
+        value = getattr(section, key)
+        for item in value if isinstance(value, list) else [value]:
+            if item and "{" not in item and not Path(item).exists():
+                raise HftkError(
+                    f"{label}: {item} does not exist (relative paths start from the current folder, {Path.cwd()}); "
+                    "run from the folder the pipeline expects or fix the path with --set"
+                )
+    if pipeline.spec.push is not None:
+        from hftk.hub import check_push_access
+
+        check_push_access(f"{pipeline.spec.push.hub_model_id_prefix}-{PRETRAIN_STAGE}")
+
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -383,7 +442,11 @@ def recipe_changed(folder: Path, recipe) -> bool:
     saved = folder / "recipe.yaml"
     if not saved.is_file():
         return False
-    return _comparable(yaml.safe_load(saved.read_text()) or {}) != _comparable(recipe.model_dump(mode="json"))
+    old, new = yaml.safe_load(saved.read_text()) or {}, recipe.model_dump(mode="json")
+    for key in ("max_seq_length", "doc_stride"):  # left null, the run derived them from the model
+        if (new.get("data") or {}).get(key, 0) is None and key in (old.get("data") or {}):
+            new["data"][key] = old["data"][key]
+    return _comparable(old) != _comparable(new)
 
 
 def write_random_twin(pretrained: Path, folder: Path, seed: int, objective: str, overwrite: bool, echo: Echo) -> None:
@@ -424,7 +487,10 @@ def run_pipeline(pipeline: LoadedPipeline, *, overwrite: bool = False, echo: Ech
     from hftk.finetune import finetune
     from hftk.pretrain import pretrain
     from hftk.report import write_report
+    from hftk.run_outputs import check_output_dir
 
+    check_pipeline_inputs(pipeline)
+    check_output_dir(pipeline.output_dir)
     pipeline.output_dir.mkdir(parents=True, exist_ok=True)
     pretrained = pipeline.stage_dir(PRETRAIN_STAGE)
     run_stage(PRETRAIN_STAGE, pipeline.pretrain, pretrain, echo, overwrite)

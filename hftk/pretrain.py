@@ -26,7 +26,14 @@ from hftk.data.tokenizer import continuation_mask, load_tokenizer, train_tokeniz
 from hftk.errors import HftkError
 from hftk.models import MODEL_TYPES
 from hftk.recipe import PretrainRecipe, dump_recipe
-from hftk.run_outputs import finish_run, prepare_output_dir, write_model_folder
+from hftk.run_outputs import (
+    check_device_settings,
+    finish_run,
+    prepare_output_dir,
+    removes_new_output_dir_on_error,
+    write_model_folder,
+)
+from hftk.training.distributed import check_fsdp_wrappable, check_same_recipe, full_state_dict, make_accelerator
 from hftk.training.loop import TrainingHooks, train
 
 MASK_SEED_STRIDE = 1_000_003
@@ -69,18 +76,21 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> PreTrainedModel:
     return auto_class.from_config(config, attn_implementation=recipe.model.attn_implementation)
 
 
+@removes_new_output_dir_on_error
 def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     """Run a pretraining recipe; return the output folder."""
     training, data = recipe.training, recipe.data
     output_dir = Path(recipe.output.output_dir)
     if training.num_threads:
         torch.set_num_threads(training.num_threads)
-    accelerator = Accelerator(
+    accelerator = make_accelerator(
         mixed_precision=training.mixed_precision,
         log_with=training.report_to or None,
         project_dir=str(output_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    check_device_settings(training, accelerator)
+    check_same_recipe(accelerator, dump_recipe(recipe))
     resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
     set_seed(training.seed)
 
@@ -107,6 +117,7 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
             for split in ("train", "validation")
         }
     model = build_model(recipe, tokenizer)
+    check_fsdp_wrappable(accelerator, model)
     accelerator.print(
         f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f} M parameters, "
         f"{len(packed['train'])} training blocks of {data.max_seq_length} tokens"
@@ -121,7 +132,11 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         )
     eval_loader = accelerator.prepare(eval_loader)
 
-    objective = MaskedLanguageModelling(recipe, tokenizer, accelerator) if recipe.objective == "mlm" else CausalLanguageModelling()
+    objective = (
+        MaskedLanguageModelling(recipe, tokenizer, accelerator, sparse=model.config.model_type == "hftk_bert")
+        if recipe.objective == "mlm"
+        else CausalLanguageModelling()
+    )
 
     def evaluate(model) -> dict[str, float]:
         model.eval()
@@ -139,8 +154,8 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         loss = (total_loss / total_targets.clamp(min=1)).item()
         return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
-    def save_model(model, folder: Path) -> None:
-        write_model_folder(model, tokenizer, folder)
+    def save_model(model, folder: Path, state_dict: dict | None = None) -> None:
+        write_model_folder(model, tokenizer, folder, state_dict)
 
     hooks = TrainingHooks(
         save_model=save_model,
@@ -170,9 +185,11 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         "wall_time_seconds": wall,
         "num_parameters": accelerator.unwrap_model(model).num_parameters(),
     }
+    weights = full_state_dict(accelerator, model)  # FSDP: gathered from every rank, before rank 0 writes
     if accelerator.is_main_process:
         finish_run(
             output_dir,
+            state_dict=weights,
             model=accelerator.unwrap_model(model),
             tokenizer=tokenizer,
             recipe_yaml=dump_recipe(recipe),
@@ -185,9 +202,14 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
 
 
 class MaskedLanguageModelling:
-    """Dynamic masking per batch, reproducible: the generator is re-seeded from (seed, batch, rank)."""
+    """Dynamic masking per batch, reproducible: the generator is re-seeded from (seed, batch, rank).
 
-    def __init__(self, recipe: PretrainRecipe, tokenizer, accelerator: Accelerator) -> None:
+    `sparse`: ask an hftk encoder for sparse prediction (the vocabulary decoder on masked
+    positions only) in training and evaluation alike; its logits are never looked at here.
+    """
+
+    def __init__(self, recipe: PretrainRecipe, tokenizer, accelerator: Accelerator, sparse: bool = False) -> None:
+        self.sparse = sparse
         self.probability = recipe.data.mlm_probability
         self.seed = recipe.training.seed
         self.rank = accelerator.process_index
@@ -212,7 +234,8 @@ class MaskedLanguageModelling:
             generator=self.generator,
             continuation=self.continuation,
         )
-        return {"input_ids": masked.to(input_ids.device), "labels": labels.to(input_ids.device)}
+        prepared = {"input_ids": masked.to(input_ids.device), "labels": labels.to(input_ids.device)}
+        return {**prepared, "sparse_prediction": True} if self.sparse else prepared
 
     @staticmethod
     def count_targets(batch: dict) -> int:

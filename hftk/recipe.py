@@ -7,6 +7,7 @@ the key, before any data is read or any folder is written.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -85,6 +86,10 @@ class TrainingSection(Section):
     save_total_limit: int = Field(2, ge=1)
     report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
     num_threads: int | None = Field(None, ge=1)
+    gradient_checkpointing: bool = Field(
+        False, description="recompute each block in the backward pass: less activation memory, ~30% more compute"
+    )
+    torch_compile: bool = Field(False, description="compile the model's forward with torch.compile (first steps slower)")
     early_stopping_patience: int | None = Field(None, ge=1)
     metric_for_best_model: str | None = None
     greater_is_better: bool | None = None
@@ -142,7 +147,14 @@ class PretrainRecipe(Section):
         config_fields = {field.name: field for field in dataclasses.fields(MODEL_TYPES[self.model.type])}
         unknown = sorted(set(self.model.config) - set(config_fields))
         if unknown:
-            raise ValueError(f"unknown key(s) model.config.{', model.config.'.join(unknown)} for {self.model.type}")
+            raise ValueError(
+                f"unknown key(s) model.config.{', model.config.'.join(unknown)} for {self.model.type}"
+                f"{did_you_mean(unknown[0], config_fields, prefix='model.config.')}"
+            )
+        try:  # the config class's own checks (head sizes, allowed names), before any work
+            MODEL_TYPES[self.model.type](**self.model.config)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"model.config: {str(error).splitlines()[0]}") from None
         positions = self.model.config.get("max_position_embeddings")
         if positions is None and self.model.name_or_path is None:
             positions = config_fields["max_position_embeddings"].default
@@ -170,8 +182,8 @@ class FinetuneDataSection(Section):
     source_column: str = "document"
     target_column: str = "summary"
     prompt_template: str | None = Field(None, description='default "{document}\\nTL;DR:"')
-    max_seq_length: int = Field(128, ge=8)
-    doc_stride: int = Field(32, ge=1)
+    max_seq_length: int | None = Field(None, ge=8, description="null: the task's default, at most the model's positions")
+    doc_stride: int | None = Field(None, ge=1, description="QA window overlap; null: derived from max_seq_length")
     version_2_with_negative: bool = False
     n_best_size: int = Field(20, ge=1)
     max_answer_length: int = Field(30, ge=1)
@@ -232,8 +244,11 @@ def resolve_recipe_path(name_or_path: str | Path) -> Path:
     shipped = recipe_paths()
     if str(name_or_path) in shipped:
         return shipped[str(name_or_path)]
+    flag_value = str(name_or_path).lower() in ("true", "false", "yes", "no", "on", "off", "1", "0")
+    hint = "; flags such as --resume and --overwrite take no value" if flag_value else ""
     raise HftkError(
-        f"recipe {name_or_path} not found: give a YAML file path or one of {', '.join(shipped)} (see `hftk recipes list`)"
+        f"recipe {name_or_path} not found: give a YAML file path or one of {', '.join(shipped)} "
+        f"(see `hftk recipes list`){hint}"
     )
 
 
@@ -286,24 +301,70 @@ def _yaml11_float(value: Any) -> Any:
     return value
 
 
-def format_validation_error(error: ValidationError, source: str) -> str:
+def did_you_mean(name: str, choices, prefix: str = "") -> str:
+    """"; did you mean X?" for a near miss among `choices`, else ""."""
+    close = difflib.get_close_matches(name, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {prefix}{close[0]}?" if close else ""
+
+
+def _section_class(recipe_class: type[BaseModel], path: tuple) -> type[BaseModel] | None:
+    """The recipe section class at `path` (e.g. ("training",) -> TrainingSection), if any."""
+    current: Any = recipe_class
+    for part in path:
+        field = getattr(current, "model_fields", {}).get(str(part))
+        if field is None:
+            return None
+        current = field.annotation
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            continue
+        candidates = [a for a in getattr(current, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not candidates:
+            return None
+        current = candidates[0]
+    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
+
+
+def _blame(key: str, source: str, set_keys: list[str]) -> str:
+    """An error on a key given with --set is the command line's, not the recipe file's."""
+    for given in set_keys:
+        if key == given or key.startswith(given + ".") or given.startswith(key + "."):
+            return f"--set {given}"
+    return source
+
+
+def format_validation_error(
+    error: ValidationError, source: str, recipe_class: type[BaseModel] | None = None, set_keys: list[str] | None = None
+) -> str:
     first = error.errors()[0]
     key = ".".join(str(part) for part in first["loc"])
-    if not key:
-        return f"{source}: {first['msg'].removeprefix('Value error, ')}"
+    if not key:  # a check across keys: blame a --set key the message names
+        message = first["msg"].removeprefix("Value error, ")
+        named = [g for g in set_keys or [] if g in message or (g.startswith("model.config.") and g.rsplit(".", 1)[-1] in message)]
+        return f"{f'--set {named[0]}' if named else source}: {message}"
+    source = _blame(key, source, set_keys or [])
     if first["type"] == "extra_forbidden":
-        return f"{source}: unknown recipe key {key}; check the spelling (`hftk recipes show` lists a full recipe)"
+        section = _section_class(recipe_class, tuple(first["loc"][:-1])) if recipe_class is not None else None
+        prefix = "".join(f"{part}." for part in first["loc"][:-1])
+        suggestion = did_you_mean(str(first["loc"][-1]), section.model_fields, prefix) if section is not None else ""
+        return (
+            f"{source}: unknown recipe key {key}{suggestion or '; check the spelling'} "
+            "(`hftk recipes show NAME --resolved` lists every key)"
+        )
     message = first["msg"].removeprefix("Value error, ")
     value = first.get("input")
     shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
     return f"{source}: recipe key {key}: {message}{shown}"
 
 
-def validate(recipe_class: type[Section], data: dict[str, Any], source: str) -> Section:
+def validate(recipe_class: type[Section], data: dict[str, Any], source: str, set_keys: list[str] | None = None) -> Section:
     try:
         return recipe_class.model_validate(data)
     except ValidationError as error:
-        raise HftkError(format_validation_error(error, source)) from None
+        raise HftkError(format_validation_error(error, source, recipe_class, set_keys)) from None
+
+
+def override_keys(overrides: list[str]) -> list[str]:
+    return [item.partition("=")[0].strip() for item in overrides]
 
 
 def load_recipe(
@@ -320,8 +381,28 @@ def load_recipe(
         data = read_yaml(path)
         source = str(path)
     apply_overrides(data, overrides or [])
-    return validate(recipe_class, data, source)
+    return validate(recipe_class, data, source, override_keys(overrides or []))
 
 
 def dump_recipe(recipe: Section) -> str:
     return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+
+
+def resolved_recipe_yaml(name_or_path: str | Path, overrides: list[str] | None = None) -> str:
+    """Every key a run of this recipe (or pipeline) resolves, defaults included, as YAML."""
+    path = resolve_recipe_path(name_or_path)
+    raw = read_yaml(path)
+    header = f"# {path.name} resolved: every key with the value a run uses (defaults included)\n"
+    if "pretrain" in raw and "objective" not in raw:  # an `hftk run` pipeline: each stage's recipe
+        from hftk.pipeline import load_pipeline
+
+        pipeline = load_pipeline(path, overrides or [])
+        stages = {"pretrain": pipeline.pretrain.model_dump(mode="json")}
+        stages.update({name: recipe.model_dump(mode="json") for name, recipe in pipeline.finetune.items()})
+        body = {"pipeline": pipeline.spec.model_dump(mode="json", include={"output_dir", "baseline", "push"}), "stages": stages}
+        return header + yaml.safe_dump(body, sort_keys=False)
+    recipe = load_recipe(FinetuneRecipe if "task" in raw else PretrainRecipe, path, overrides or [])
+    note = ""
+    if isinstance(recipe, FinetuneRecipe):
+        note = "# data.max_seq_length / doc_stride left null here are derived from the model at run time\n"
+    return header + note + dump_recipe(recipe)

@@ -7,20 +7,79 @@ and, moved into place last, `metrics.json`: a folder without it is not a finishe
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from accelerate import Accelerator
 
+from hftk.data.tokenizer import save_tokenizer
 from hftk.errors import HftkError
 from hftk.model_card import write_model_card
 from hftk.training.checkpoint import latest_checkpoint, write_json_atomic
+from hftk.training.distributed import as_plain_module
 from hftk.training.plots import plot_loss_curve
 
 FINISHED_MARKER = "metrics.json"
+
+Run = TypeVar("Run", bound=Callable[..., Path])
+
+
+def check_output_dir(output_dir: Path) -> None:
+    """HftkError if the output folder is a file or cannot be created there (checked, not created)."""
+    output_dir = Path(output_dir)
+    if output_dir.exists():
+        if not output_dir.is_dir():
+            raise HftkError(f"output folder {output_dir} is a file; choose another --output-dir")
+        if not os.access(output_dir, os.W_OK | os.X_OK):
+            raise HftkError(f"output folder {output_dir} is not writable; choose another --output-dir")
+        return
+    parent = output_dir.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise HftkError(f"cannot create output folder {output_dir}: {parent} is a file; choose another --output-dir")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise HftkError(f"cannot create output folder {output_dir}: {parent} is not writable; choose another --output-dir")
+
+
+def check_device_settings(training, accelerator: Accelerator) -> None:
+    """Settings the device cannot honour fail before any work (Accelerate would ignore them silently)."""
+    if training.mixed_precision == "fp16" and accelerator.device.type == "cpu":
+        raise HftkError(
+            "training.mixed_precision=fp16 needs a GPU (on CPU it would silently train in fp32): "
+            "use bf16 or no on CPU"
+        )
+
+
+def removes_new_output_dir_on_error(run: Run) -> Run:
+    """A run that fails leaves no folder it created, unless it holds a checkpoint to resume from.
+
+    The recipe is the run's first argument; its output.output_dir is the folder.
+    """
+
+    @functools.wraps(run)
+    def wrapper(recipe, *args, **kwargs):
+        output_dir = Path(recipe.output.output_dir)
+        existed = output_dir.exists()
+        try:
+            return run(recipe, *args, **kwargs)
+        except Exception:
+            if not existed and output_dir.is_dir() and latest_checkpoint(output_dir) is None and _is_main_process():
+                shutil.rmtree(output_dir, ignore_errors=True)
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _is_main_process() -> bool:
+    from accelerate import PartialState
+
+    return PartialState().is_main_process
 
 
 def prepare_output_dir(output_dir: Path, *, overwrite: bool, resume: bool, accelerator: Accelerator) -> Path | None:
@@ -37,20 +96,28 @@ def prepare_output_dir(output_dir: Path, *, overwrite: bool, resume: bool, accel
         raise HftkError(f"{output_dir} already holds a finished run; pass --overwrite or choose another --output-dir")
     if checkpoint is not None and not overwrite:
         raise HftkError(f"{output_dir} holds an interrupted run; pass --resume to continue it or --overwrite to start over")
+    check_output_dir(output_dir)
     if accelerator.is_main_process:
         if overwrite and output_dir.exists():
             shutil.rmtree(output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise HftkError(f"cannot create output folder {output_dir} ({error.strerror}); choose another --output-dir") from None
     accelerator.wait_for_everyone()
     return None
 
 
-def write_model_folder(model, tokenizer, folder: Path) -> None:
-    """Weights (safetensors), config with auto_map, code files and the tokenizer: a loadable folder."""
+def write_model_folder(model, tokenizer, folder: Path, state_dict: dict | None = None) -> None:
+    """Weights (safetensors), config with auto_map, code files and the tokenizer: a loadable folder.
+
+    `state_dict`: the full weights gathered from every process when the model is sharded (FSDP).
+    """
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper: save the real module's names
-    model.save_pretrained(folder)
+    with as_plain_module(model):
+        model.save_pretrained(folder, **({} if state_dict is None else {"state_dict": state_dict}))
     if tokenizer is not None:
-        tokenizer.save_pretrained(folder)
+        save_tokenizer(tokenizer, folder)
 
 
 def finish_run(
@@ -63,11 +130,12 @@ def finish_run(
     log_history: list[dict],
     card: dict[str, Any] | None = None,
     extra_files: dict[str, str] | None = None,
+    state_dict: dict | None = None,
 ) -> None:
     """Write the final artifacts into a staging folder, then move them in with metrics.json last."""
     staging = output_dir / ".final.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    write_model_folder(model, tokenizer, staging)
+    write_model_folder(model, tokenizer, staging, state_dict)
     (staging / "recipe.yaml").write_text(recipe_yaml)
     (staging / "log_history.json").write_text(json.dumps(log_history, indent=2) + "\n")
     for name, text in (extra_files or {}).items():

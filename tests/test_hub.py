@@ -25,7 +25,7 @@ from huggingface_hub import HfApi, constants
 from safetensors.torch import save_file
 
 from hftk.errors import HftkError
-from hftk.hub import push_folder, select_upload_files
+from hftk.hub import check_push_access, push_folder, select_upload_files
 from hftk.model_card import write_model_card
 
 TOKEN = "hf_secretTESTtoken0123456789abcdef"
@@ -49,6 +49,7 @@ class RecordingHub:
 
     url: str = ""
     reject_auth: bool = False
+    token_role: str = "write"  # what /api/whoami-v2 reports
     requests: list[Request] = field(default_factory=list)
     unexpected: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -104,6 +105,9 @@ def make_handler(hub: RecordingHub):
             if self.command == "POST" and path == "/api/repos/create":
                 body = request.json()
                 return self._send(200, {"url": f"{hub.url}/{body['organization']}/{body['name']}"})
+            if self.command == "GET" and path == "/api/whoami-v2":
+                orgs = [{"name": "acme"}]
+                return self._send(200, {"name": "alice", "orgs": orgs, "auth": {"accessToken": {"role": hub.token_role}}})
             if self.command == "POST" and path == "/api/validate-yaml":
                 return self._send(200, {"errors": [], "warnings": []})
             match = REPO_RE.match(path)
@@ -375,3 +379,49 @@ def test_offline_mode_is_reported_not_hit(tmp_path, hub, monkeypatch):
     with pytest.raises(HftkError, match="HF_HUB_OFFLINE is set"):
         push_folder(make_run(tmp_path, readme=True), "alice/x", api=HfApi(endpoint=hub.url, token=TOKEN))
     assert hub.requests == []
+
+
+# ---------------------------------------------------------------------------------------------
+# --push-to-hub is checked before training: login, reachability, a repo the token may write
+# ---------------------------------------------------------------------------------------------
+
+
+def test_push_access_check_accepts_own_and_org_repos_with_one_request(hub):
+    api = HfApi(endpoint=hub.url, token=TOKEN)
+    check_push_access("alice/tiny-bert", api=api)
+    check_push_access("acme/tiny-bert", api=api)
+    assert hub.paths() == ["/api/whoami-v2", "/api/whoami-v2"]
+    assert all(r.headers["authorization"] == f"Bearer {TOKEN}" for r in hub.requests)
+
+
+@pytest.mark.parametrize(
+    "repo_id, role, reject, needle",
+    [
+        ("bob/tiny-bert", "write", False, "logged in as alice"),
+        ("alice/tiny-bert", "read", False, "read-only"),
+        ("alice/tiny-bert", "write", True, "rejects the token"),
+        ("alice/tiny bert", "write", False, "invalid repo id"),
+    ],
+)
+def test_push_access_check_names_the_problem(hub, repo_id, role, reject, needle):
+    hub.token_role, hub.reject_auth = role, reject
+    with pytest.raises(HftkError, match=needle) as info:
+        check_push_access(repo_id, api=HfApi(endpoint=hub.url, token=TOKEN))
+    assert "\n" not in str(info.value) and TOKEN not in str(info.value)
+    assert "commit" not in " ".join(hub.paths()) and hub.find("create") == []
+
+
+def test_push_access_check_without_token_or_network(tmp_path, no_internet, monkeypatch):
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "no-token"))
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(tmp_path / "no-tokens"))
+    with pytest.raises(HftkError, match="not logged in"):
+        check_push_access("alice/x", api=HfApi(endpoint="http://127.0.0.1:9"))
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with pytest.raises(HftkError, match="cannot reach the Hub"):
+        check_push_access("alice/x", api=HfApi(endpoint=f"http://127.0.0.1:{port}", token=TOKEN))
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(HftkError, match="HF_HUB_OFFLINE"):
+        check_push_access("alice/x", api=HfApi(endpoint=f"http://127.0.0.1:{port}", token=TOKEN))

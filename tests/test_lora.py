@@ -100,3 +100,51 @@ def test_lora_ships_the_best_evaluation_not_the_last(hftk_bert, data, tmp_path):
     again = json.loads((ev / "metrics.json").read_text())
     assert again["eval_loss"] == pytest.approx(metrics["eval_loss"], rel=1e-5)
     assert again["eval_accuracy"] == metrics["eval_accuracy"]
+
+
+@pytest.mark.parametrize("base", ["hftk_bert", "hf_bert"])
+def test_peft_save_and_reload_keeps_every_module_hftk_trains(base, request, bert_tokenizer, tmp_path):
+    """SEQ_CLS LoRA on an MLM checkpoint, as `hftk finetune` sets it up, saved and reloaded with peft's own
+    API (PeftModel / AutoPeftModel): the fresh pooler and classifier train fully, so both must be in
+    `modules_to_save` and come back as trained, or the reloaded model gives other logits."""
+    from peft import AutoPeftModelForSequenceClassification, PeftModel
+    from transformers import AutoModelForSequenceClassification
+
+    from hftk.lora import apply_lora, fresh_modules
+    from hftk.recipe import LoraSection
+
+    start = request.getfixturevalue(base)
+    model, info = AutoModelForSequenceClassification.from_pretrained(start, num_labels=3, output_loading_info=True)
+    pooler = "model.pooler" if base == "hftk_bert" else "bert.pooler.dense"
+    assert pooler in fresh_modules(info)  # the MLM checkpoint has no pooler: it starts random
+    model = apply_lora(model, LoraSection(r=4), "sequence_classification", fresh_modules(info))
+    batch = bert_tokenizer(["great coffee, will buy again", "stale and broken", "it is fine"], padding=True, return_tensors="pt")
+    labels = torch.tensor([0, 1, 2])
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    initial = {name: p.detach().clone() for name, p in trainable.items()}
+    optimizer = torch.optim.AdamW(trainable.values(), lr=1e-2)
+    model.train()
+    for _ in range(3):
+        model(**batch, labels=labels).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    with torch.no_grad():
+        expected = model(**batch).logits
+    fully_trained = [name for name in trainable if "modules_to_save" in name]
+    assert any(f"{pooler}.modules_to_save" in name for name in fully_trained), fully_trained
+    assert any("classifier.modules_to_save" in name for name in fully_trained), fully_trained
+    assert all(not torch.equal(trainable[name], initial[name]) for name in fully_trained)  # they really trained
+
+    model.save_pretrained(tmp_path / "adapter")
+    reloads = {
+        "PeftModel": PeftModel.from_pretrained(AutoModelForSequenceClassification.from_pretrained(start, num_labels=3), tmp_path / "adapter"),
+        "AutoPeftModel": AutoPeftModelForSequenceClassification.from_pretrained(tmp_path / "adapter", num_labels=3),
+    }
+    for api, reloaded in reloads.items():
+        reloaded.eval()
+        state = dict(reloaded.named_parameters())
+        for name in trainable:
+            assert torch.equal(state[name], trainable[name]), (api, name)
+        with torch.no_grad():
+            assert torch.equal(reloaded(**batch).logits, expected), api

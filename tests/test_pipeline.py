@@ -279,7 +279,7 @@ def test_shipped_pipelines_validate_and_point_at_the_shared_data(name, monkeypat
     for path in files:
         assert Path(path).exists() and Path(path).resolve().is_relative_to(SHARED), path
     for recipe in pipeline.finetune.values():  # QA/NER windows must fit the pretrained positions
-        assert recipe.data.max_seq_length <= pipeline.pretrain.model.config.get("max_position_embeddings", 128)
+        assert (recipe.data.max_seq_length or 0) <= pipeline.pretrain.model.config.get("max_position_embeddings", 128)
 
 
 def test_push_uploads_every_trained_stage_under_the_prefix(pipeline_run, monkeypatch):

@@ -137,6 +137,10 @@ def test_kill_and_resume_matches_uninterrupted_run(corpus, tokenizer_dir, tmp_pa
     second = json.loads((resumed / "metrics.json").read_text())
     assert second["tokens_seen"] == first["tokens_seen"]
     assert second["eval_loss"] == pytest.approx(first["eval_loss"], rel=1e-5)
+    # The tokenizer is saved as it was given: no load-time `is_local`/`local_files_only` (issue 17).
+    source = json.loads((tokenizer_dir / "tokenizer_config.json").read_text())
+    for run in (reference, resumed):
+        assert json.loads((run / "tokenizer_config.json").read_text()) == source
 
 
 def test_two_processes_match_one_process_with_the_same_global_batch(corpus, tmp_path):

@@ -41,10 +41,11 @@ def train_tokenizer(
     """
     if kind == "wordpiece":
         tokenizer, specials = _wordpiece_backend(), WORDPIECE_SPECIALS
+        texts = texts if isinstance(texts, (list, tuple)) else list(texts)  # read twice below
         trainer = trainers.WordPieceTrainer(
             vocab_size=vocab_size,
             min_frequency=min_frequency,
-            special_tokens=list(WORDPIECE_SPECIALS.values()),
+            special_tokens=[*WORDPIECE_SPECIALS.values(), *_continuation_alphabet(texts, batch_size)],
             continuing_subword_prefix="##",
             show_progress=False,
         )
@@ -70,7 +71,10 @@ def train_tokenizer(
     if seen[0] == 0:
         raise HftkError("cannot train a tokenizer: the training text is empty; add text to the corpus")
     if kind == "wordpiece":
-        tokenizer.model = _deterministic_wordpiece(tokenizer)
+        # A fresh backend: the continuation symbols were special only for the trainer.
+        trained, tokenizer = tokenizer, _wordpiece_backend()
+        tokenizer.model = _deterministic_wordpiece(trained)
+        tokenizer.add_special_tokens(list(WORDPIECE_SPECIALS.values()))
         cls_id, sep_id = tokenizer.token_to_id("[CLS]"), tokenizer.token_to_id("[SEP]")
         tokenizer.post_processor = processors.TemplateProcessing(
             single="[CLS] $A [SEP]",
@@ -94,6 +98,21 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
             f"cannot load a tokenizer from {where} {name_or_path!r} ({type(error).__name__}): "
             "point tokenizer.name_or_path at a save_pretrained directory, or train one (tokenizer.train: true)"
         ) from error
+
+
+# Keys transformers 5 records in `init_kwargs` while loading (where the files came from, whether the
+# Hub was reachable) and writes back on `save_pretrained`: facts about one machine's load, not
+# about the tokenizer, so a saved or pushed folder must not carry them.
+LOAD_TIME_KEYS = ("is_local", "local_files_only")
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, folder: str | Path) -> None:
+    """`tokenizer.save_pretrained(folder)` without the load-time keys in `tokenizer_config.json`."""
+    removed = {key: tokenizer.init_kwargs.pop(key) for key in LOAD_TIME_KEYS if key in tokenizer.init_kwargs}
+    try:
+        tokenizer.save_pretrained(str(folder))
+    finally:
+        tokenizer.init_kwargs.update(removed)
 
 
 def continuation_mask(tokenizer: PreTrainedTokenizerBase) -> torch.BoolTensor:
@@ -122,13 +141,31 @@ def continuation_mask(tokenizer: PreTrainedTokenizerBase) -> torch.BoolTensor:
     return mask
 
 
+def _continuation_alphabet(texts: list[str], batch_size: int) -> list[str]:
+    """The `##c` symbols the WordPiece trainer will meet, sorted: given to it as special tokens.
+
+    Why: the trainer (tokenizers' BPE trainer behind WordPiece) breaks ties between merges of
+    equal frequency by symbol id, and hands out the ids of continuation symbols (`##c`) in the
+    order it iterates a randomly seeded Rust hash map of words -- so the *set* of learned
+    pieces changed from process to process (PYTHONHASHSEED plays no part; tokenizers 0.23 has
+    no option to fix it). Special tokens get their ids first, in the order given, so listing
+    the continuation symbols there, sorted, makes every id and hence every merge deterministic.
+    The set comes from a first pass of the same trainer stopped before any merge (vocab_size 0),
+    so it is exactly the symbols that training creates; that pass costs one extra read of the text.
+    """
+    probe = _wordpiece_backend()
+    trainer = trainers.WordPieceTrainer(vocab_size=0, continuing_subword_prefix="##", show_progress=False)
+    probe.train_from_iterator(_batches(texts, batch_size, [0]), trainer=trainer)
+    return sorted(token for token in probe.get_vocab() if token.startswith("##"))
+
+
 def _deterministic_wordpiece(tokenizer: Tokenizer) -> models.WordPiece:
     """Renumber a trained WordPiece vocabulary so the same corpus always gives the same ids.
 
-    The trainer hands out ids in hash-map order (the alphabet, and merges of equal frequency),
-    which changes from process to process; a recipe run twice (or resumed) must see the same
-    ids. WordPiece encodes by longest match, so ids carry no meaning beyond identity: specials
-    keep theirs, then the alphabet and the learned pieces follow in sorted order.
+    The trainer hands out ids in hash-map order, which changes from process to process;
+    a recipe run twice (or resumed) must see the same ids. WordPiece encodes by longest match,
+    so ids carry no meaning beyond identity: specials keep theirs, then the alphabet and the
+    learned pieces follow in sorted order.
     """
     ordered = sorted(tokenizer.get_vocab().items(), key=lambda item: item[1])
     specials = [token for token, _ in ordered if token in WORDPIECE_SPECIALS.values()]

@@ -70,3 +70,5 @@ __all__ = [
     "HftkGptForSequenceClassification",
     "register_auto_classes",
 ]
+
+register_auto_classes()  # `import hftk` imports this module once transformers is imported

@@ -75,8 +75,10 @@ class HftkConfig(PreTrainedConfig):
 class HftkBertConfig(HftkConfig):
     """Bidirectional encoder, trained with masked language modelling.
 
-    `sparse_prediction`: during training with labels, run the vocabulary decoder only on
-    the masked positions (cramming's trick; in small models the decoder dominates FLOPs).
+    `sparse_prediction`: in train mode with labels, run the vocabulary decoder only on the
+    masked positions and return only their logits (cramming's trick; in small models the
+    decoder dominates FLOPs). Off by default, as ModernBERT's field of the same name: eval
+    mode always returns (B, T, vocab) logits. hftk's pretraining loop asks for it per call.
     `use_pooler`: a dense+tanh layer on the first token, as BERT's sequence classifier uses.
     `classifier_pooling`: what the sequence classifier reads: `cls` (the first token, BERT's
     way) or `mean` (the mean of the non-padding tokens; an MLM-only encoder never trains its
@@ -85,7 +87,7 @@ class HftkBertConfig(HftkConfig):
 
     model_type = "hftk_bert"
 
-    sparse_prediction: bool = True
+    sparse_prediction: bool = False
     use_pooler: bool = True
     classifier_pooling: str = "cls"
 

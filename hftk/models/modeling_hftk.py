@@ -16,8 +16,11 @@ from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs
 
 from .configuration_hftk import HftkConfig
 
@@ -172,8 +175,9 @@ class SelfAttention(nn.Module):
         attention_mask: torch.Tensor | None,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
         past_key_values: Cache | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Outputs and attention weights (None from kernels that do not compute them, like SDPA)."""
         batch, length, _ = x.shape
         qkv = self.qkv(x).view(batch, length, 3, self.num_heads, self.head_dim)
         if rotary is not None:
@@ -222,11 +226,15 @@ class FeedForward(nn.Module):
         return self.down_proj(self.act(h))
 
 
-class Block(nn.Module):
+class Block(GradientCheckpointingLayer):
     """One Transformer layer: attention then feed-forward, each wrapped in a residual.
 
     pre-LN (default): x + f(norm(x)), stable at high learning rates;
     post-LN (BERT):   norm(x + f(x)).
+
+    A `GradientCheckpointingLayer`: `model.gradient_checkpointing_enable()` recomputes each
+    block in the backward pass instead of keeping its activations (the hidden state must be
+    passed positionally, everything else by keyword).
     """
 
     def __init__(self, config: HftkConfig, layer_idx: int, is_causal: bool) -> None:
@@ -241,18 +249,18 @@ class Block(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        attention_mask: torch.Tensor | None,
+        attention_mask: torch.Tensor | None = None,
         rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
         past_key_values: Cache | None = None,
-        **kwargs,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
         if self.pre_norm:
-            attended, weights = self.attention(self.attention_norm(x), attention_mask, rotary, past_key_values, **kwargs)
+            attended, _ = self.attention(self.attention_norm(x), attention_mask, rotary, past_key_values, **kwargs)
             x = x + self.dropout(attended)
-            return x + self.dropout(self.mlp(self.mlp_norm(x))), weights
-        attended, weights = self.attention(x, attention_mask, rotary, past_key_values, **kwargs)
+            return x + self.dropout(self.mlp(self.mlp_norm(x)))
+        attended, _ = self.attention(x, attention_mask, rotary, past_key_values, **kwargs)
         x = self.attention_norm(x + self.dropout(attended))
-        return self.mlp_norm(x + self.dropout(self.mlp(x))), weights
+        return self.mlp_norm(x + self.dropout(self.mlp(x)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,16 +269,23 @@ class Block(nn.Module):
 
 
 class HftkPreTrainedModel(PreTrainedModel):
-    """Weight initialisation and the capabilities transformers checks for (SDPA, cache, ...)."""
+    """Weight initialisation and the capabilities transformers checks for (SDPA, cache, ...).
+
+    `hidden_states` and `attentions` are recorded by transformers' output-capturing hooks on
+    the blocks and attention modules (`_can_record_outputs`), so `output_hidden_states` /
+    `output_attentions` work from the call or from the config, as in transformers' own models.
+    """
 
     config: HftkConfig
     base_model_prefix = "model"
-    supports_gradient_checkpointing = False
+    supports_gradient_checkpointing = True
     _supports_sdpa = True
     _supports_flash_attn = True
     _supports_flex_attn = True
     _supports_attention_backend = True
+    _can_compile_fullgraph = True
     _no_split_modules = ["Block"]
+    _can_record_outputs = {"hidden_states": Block, "attentions": SelfAttention}
     # Every Auto class of the family, written into each saved config so that a folder saved
     # from any head loads with all of them (AutoModel from a ForMaskedLM folder, say).
     _family_auto_map: dict[str, str] = {}
@@ -313,9 +328,7 @@ class HftkTransformer(nn.Module):
         inputs_embeds: torch.Tensor | None = None,
         past_key_values: Cache | None = None,
         use_cache: bool | None = None,
-        output_hidden_states: bool | None = None,
-        output_attentions: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError("Pass exactly one of input_ids or inputs_embeds")
@@ -344,24 +357,11 @@ class HftkTransformer(nn.Module):
         else:
             mask = create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=attention_mask)
 
-        hidden_states = [x] if output_hidden_states else None
-        attentions = [] if output_attentions else None
         for block in self.layers:
-            x, weights = block(x, mask, rotary, past_key_values, **kwargs)
-            if hidden_states is not None:
-                hidden_states.append(x)
-            if attentions is not None:
-                attentions.append(weights)
+            x = block(x, attention_mask=mask, rotary=rotary, past_key_values=past_key_values, **kwargs)
         if self.final_norm is not None:
             x = self.final_norm(x)
-            if hidden_states is not None:
-                hidden_states[-1] = x
-        return BaseModelOutputWithPast(
-            last_hidden_state=x,
-            past_key_values=past_key_values,
-            hidden_states=tuple(hidden_states) if hidden_states is not None else None,
-            attentions=tuple(attentions) if attentions is not None else None,
-        )
+        return BaseModelOutputWithPast(last_hidden_state=x, past_key_values=past_key_values)
 
 
 class LMPredictionHead(nn.Module):

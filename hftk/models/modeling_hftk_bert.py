@@ -13,7 +13,9 @@ from transformers.modeling_outputs import (
     SequenceClassifierOutput,
     TokenClassifierOutput,
 )
-from transformers.utils import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_hftk import HftkBertConfig
 from .modeling_hftk import (
@@ -61,7 +63,7 @@ class HftkBertModel(HftkBertPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.encoder.embeddings.word_embeddings = value
 
-    @can_return_tuple
+    @capture_outputs
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -69,25 +71,24 @@ class HftkBertModel(HftkBertPreTrainedModel):
         token_type_ids: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPooling:
         out = self.encoder(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         pooled = torch.tanh(self.pooler(out.last_hidden_state[:, 0])) if self.pooler is not None else None
-        return BaseModelOutputWithPooling(
-            last_hidden_state=out.last_hidden_state,
-            pooler_output=pooled,
-            hidden_states=out.hidden_states,
-            attentions=out.attentions,
-        )
+        return BaseModelOutputWithPooling(last_hidden_state=out.last_hidden_state, pooler_output=pooled)
 
 
 class HftkBertForMaskedLM(HftkBertPreTrainedModel):
     """Masked language modelling.
 
-    With `labels` and `config.sparse_prediction`, the vocabulary decoder runs only where
-    `labels != -100`, and `logits` then holds those rows only, shape (num_masked, vocab);
-    the loss equals the dense computation. Without labels, logits are (B, T, vocab).
-    Training with labels and `config.fused_lm_loss` returns the loss and `logits=None`.
+    `logits` are (B, T, vocab), as from any transformers MLM, unless sparse prediction is on:
+    then, with `labels`, the vocabulary decoder runs only where `labels != -100` and `logits`
+    holds those rows only, shape (num_masked, vocab); the loss equals the dense computation.
+    Sparse prediction is on when `forward(..., sparse_prediction=True)` asks for it (hftk's
+    pretraining loop does) or, in train mode only, when `config.sparse_prediction` is set
+    (ModernBERT's field, off by default), so evaluation and `compute_metrics` always see
+    (B, T, vocab). Training with labels and `config.fused_lm_loss` returns the loss and
+    `logits=None` (only the masked rows reach the decoder there too).
     """
 
     _tied_weights_keys = {"head.decoder.weight": "model.encoder.embeddings.word_embeddings.weight"}
@@ -114,7 +115,8 @@ class HftkBertForMaskedLM(HftkBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
-        **kwargs,
+        sparse_prediction: bool | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> MaskedLMOutput:
         out = self.model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         hidden = out.last_hidden_state
@@ -126,7 +128,9 @@ class HftkBertForMaskedLM(HftkBertPreTrainedModel):
             )
             return MaskedLMOutput(loss=loss, hidden_states=out.hidden_states, attentions=out.attentions)
         loss = None
-        if labels is not None and self.config.sparse_prediction:
+        if sparse_prediction is None:
+            sparse_prediction = self.training and self.config.sparse_prediction
+        if labels is not None and sparse_prediction:
             selected = labels != -100
             logits = self.head(hidden[selected])
             labels = labels[selected]
@@ -159,7 +163,7 @@ class HftkBertForSequenceClassification(HftkBertPreTrainedModel):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutput:
         kwargs.pop("num_items_in_batch", None)
         out = self.model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
@@ -202,7 +206,7 @@ class HftkBertForTokenClassification(HftkBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> TokenClassifierOutput:
         out = self.model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
         logits = self.classifier(self.dropout(out.last_hidden_state))
@@ -231,7 +235,7 @@ class HftkBertForQuestionAnswering(HftkBertPreTrainedModel):
         inputs_embeds: torch.Tensor | None = None,
         start_positions: torch.Tensor | None = None,
         end_positions: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> QuestionAnsweringModelOutput:
         kwargs.pop("num_items_in_batch", None)
         out = self.model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)

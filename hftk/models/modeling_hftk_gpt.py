@@ -14,7 +14,10 @@ from transformers.modeling_outputs import (
     CausalLMOutputWithPast,
     SequenceClassifierOutputWithPast,
 )
-from transformers.utils import can_return_tuple
+from transformers.processing_utils import Unpack
+from transformers.utils import TransformersKwargs, can_return_tuple
+from transformers.utils.generic import merge_with_config_defaults
+from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_hftk import HftkGptConfig
 from .modeling_hftk import (
@@ -53,7 +56,8 @@ class HftkGptModel(HftkGptPreTrainedModel):
     def set_input_embeddings(self, value: nn.Embedding) -> None:
         self.decoder.embeddings.word_embeddings = value
 
-    @can_return_tuple
+    @merge_with_config_defaults
+    @capture_outputs
     def forward(
         self,
         input_ids: torch.Tensor | None = None,
@@ -62,7 +66,7 @@ class HftkGptModel(HftkGptPreTrainedModel):
         past_key_values: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
         kwargs.pop("token_type_ids", None)
         return self.decoder(
@@ -77,14 +81,18 @@ class HftkGptModel(HftkGptPreTrainedModel):
 
 
 class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
-    """Next-token prediction; `labels` are the inputs themselves (the shift happens inside).
+    """Next-token prediction; `labels` are the inputs themselves (the shift happens inside),
+    or `shift_labels` are the targets already aligned with the positions (what sequence- and
+    context-parallel training hands the model: the shift must happen before sharding).
 
     Training with labels and `config.fused_lm_loss` returns the loss and `logits=None`.
 
-    Decoding a few sequences without grad reads the vocabulary projection from a transposed
-    copy of its weight, made on first use and remade whenever the weight changes: on CPU a
-    (1, hidden) x (hidden, vocab) product runs about twice as fast as the (vocab, hidden)
-    layout that nn.Linear and the tied embedding use, and it is most of a decoding step.
+    Decoding a few sequences eagerly without grad reads the vocabulary projection from a
+    transposed copy of its weight, made on first use and remade whenever the weight changes:
+    on CPU a (1, hidden) x (hidden, vocab) product runs about twice as fast as the (vocab,
+    hidden) layout that nn.Linear and the tied embedding use, and it is most of a decoding
+    step. Under torch.compile / torch.export the plain projection is traced instead (the
+    copy is eager-only state; the compiler picks its own matmul layout).
     """
 
     _tied_weights_keys = {"lm_head.weight": "model.decoder.embeddings.word_embeddings.weight"}
@@ -103,7 +111,8 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
         weight = self.lm_head.weight
         rows = hidden.numel() // hidden.shape[-1]
         if (
-            torch.is_grad_enabled()
+            torch.compiler.is_compiling()
+            or torch.is_grad_enabled()
             or rows > self._decode_max_rows
             or torch.is_autocast_enabled(hidden.device.type)
             or hidden.dtype != weight.dtype
@@ -134,14 +143,17 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         num_items_in_batch: torch.Tensor | int | None = None,
-        **kwargs,
+        shift_labels: torch.Tensor | None = None,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithPast:
         out = self.model(
             input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache=use_cache, **kwargs
         )
         hidden = out.last_hidden_state
+        if shift_labels is not None and labels is None:
+            labels = shift_labels  # only the targets matter below; `labels` just turns the loss on
         if use_fused_lm_loss(self, labels):
-            shifted = F.pad(labels, (0, 1), value=-100)[..., 1:]  # position t predicts token t + 1
+            shifted = shift_labels if shift_labels is not None else F.pad(labels, (0, 1), value=-100)[..., 1:]
             loss = linear_cross_entropy(hidden, self.lm_head.weight, self.lm_head.bias, shifted, num_items_in_batch)
             return CausalLMOutputWithPast(
                 loss=loss, past_key_values=out.past_key_values, hidden_states=out.hidden_states, attentions=out.attentions
@@ -154,7 +166,11 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = self.loss_function(
-                logits, labels, vocab_size=self.config.vocab_size, num_items_in_batch=num_items_in_batch
+                logits,
+                labels,
+                vocab_size=self.config.vocab_size,
+                num_items_in_batch=num_items_in_batch,
+                shift_labels=shift_labels,
             )
         return CausalLMOutputWithPast(
             loss=loss,
@@ -184,7 +200,7 @@ class HftkGptForSequenceClassification(HftkGptPreTrainedModel):
         position_ids: torch.Tensor | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
-        **kwargs,
+        **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutputWithPast:
         kwargs.pop("num_items_in_batch", None)
         kwargs.pop("past_key_values", None)

@@ -398,6 +398,6 @@ def _is_nested_squad(path: str) -> bool:
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-    except (OSError, json.JSONDecodeError):
-        return False
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False  # the Hub-layout loader reads it, with its own checks and errors
     return isinstance(data, dict) and isinstance(data.get("data"), list)

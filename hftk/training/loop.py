@@ -37,13 +37,14 @@ from hftk.training.checkpoint import (
     remove_partial_checkpoints,
     temporary_checkpoint,
 )
+from hftk.training.distributed import full_state_dict
 
 
 @dataclass
 class TrainingHooks:
     """The task-specific parts of training."""
 
-    save_model: Callable[[torch.nn.Module, Path], None]
+    save_model: Callable[..., None]  # (model, folder), plus state_dict=full weights when they are sharded
     prepare_batch: Callable[[dict, int], dict] = lambda batch, index: batch
     count_targets: Callable[[dict], int] | None = None
     count_tokens: Callable[[dict], int] = lambda batch: int(batch["input_ids"].numel())
@@ -79,6 +80,23 @@ def build_optimizer(model: torch.nn.Module, training: TrainingSection) -> torch.
         return torch.optim.AdamW(groups, **kwargs)
 
 
+def prepare_model(model: torch.nn.Module, training: TrainingSection) -> None:
+    """Apply the recipe's `gradient_checkpointing` and `torch_compile` to the model, in place.
+
+    `Module.compile()` compiles the forward in place, so parameter names (and saved folders)
+    keep no `_orig_mod.` prefix. Checkpointing is non-reentrant, which also works when the
+    embeddings are frozen (LoRA) without `enable_input_require_grads`.
+    """
+    if training.gradient_checkpointing:
+        if not getattr(model, "supports_gradient_checkpointing", False):
+            raise HftkError(
+                f"{type(model).__name__} does not support gradient checkpointing: set training.gradient_checkpointing=false"
+            )
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    if training.torch_compile:
+        model.compile()
+
+
 def train(
     accelerator: Accelerator,
     model: torch.nn.Module,
@@ -89,6 +107,7 @@ def train(
     resume: bool = False,
 ) -> tuple[torch.nn.Module, TrainState]:
     """Train until the budget is spent; return the (prepared) model and the final state."""
+    prepare_model(model, training)
     optimizer = build_optimizer(model, training)
     model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
     accumulation = training.gradient_accumulation_steps
@@ -115,13 +134,22 @@ def train(
     if accelerator.is_main_process:
         remove_partial_checkpoints(output_dir)
 
+    def save_model_folder(folder: Path, atomic: bool = False) -> None:
+        """Every rank takes part in gathering sharded weights; rank 0 alone writes the folder."""
+        weights = full_state_dict(accelerator, model)
+        if not accelerator.is_main_process:
+            return
+        extra = {} if weights is None else {"state_dict": weights}
+        write = lambda target: hooks.save_model(accelerator.unwrap_model(model), target, **extra)  # noqa: E731
+        save_atomically(write, folder) if atomic else write(folder)
+
     def save_checkpoint() -> None:
         tmp = temporary_checkpoint(output_dir, state.step) if accelerator.is_main_process else None
         accelerator.wait_for_everyone()
         tmp = tmp or output_dir / "checkpoints" / f".tmp-step-{state.step}"
-        accelerator.save_state(str(tmp))
+        accelerator.save_state(str(tmp))  # FSDP: every rank writes its shard (or takes part in the gather)
+        save_model_folder(tmp / "model")
         if accelerator.is_main_process:
-            hooks.save_model(accelerator.unwrap_model(model), tmp / "model")
             fault_point("checkpoint", state.step)
             state.save(tmp)
             publish_checkpoint(tmp, state.step, training.save_total_limit)
@@ -145,8 +173,7 @@ def train(
         improved = state.best_metric is None or (value > state.best_metric if greater else value < state.best_metric)
         if improved:
             state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
-            if accelerator.is_main_process:
-                save_atomically(lambda folder: hooks.save_model(accelerator.unwrap_model(model), folder), output_dir / "best")
+            save_model_folder(output_dir / "best", atomic=True)
         else:
             state.evals_without_improvement += 1
         patience = training.early_stopping_patience
