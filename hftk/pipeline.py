@@ -4,7 +4,9 @@ One YAML file answers "does my pretraining help, and by how much?": the pretrain
 and a randomly initialised model of the same architecture and tokenizer (the baseline)
 are fine-tuned identically on each task, and `report.md` puts the numbers side by side.
 
-Every stage writes its own run folder under `output_dir`; a folder holding `metrics.json`
+A stage with `learning_curve` is also fine-tuned (both inits) at several training-set sizes with
+several seeds, each run in `curves/`, so the report can show what pretraining buys when labels
+are few. Every stage writes its own run folder under `output_dir`; a folder holding `metrics.json`
 is finished and skipped on a re-run, an interrupted one resumes from its checkpoint. All
 stage recipes are built and validated before anything runs, so a typo fails in a second.
 """

@@ -337,10 +337,12 @@ def _bars(axis, labels: list[str], rows: list[dict], prefix: str = "") -> None:
         return [s or 0.0 for s in spreads] if any(s is not None for s in spreads) else None
 
     style = {"capsize": 5, "error_kw": {"elinewidth": 1.2}}
-    axis.bar([p - shift for p in positions], [row["pretrained"] for row in rows], width, yerr=errors("pretrained"), label="pretrained", **style)
+    bars = axis.bar([p - shift for p in positions], [row["pretrained"] for row in rows], width, yerr=errors("pretrained"), label="pretrained", **style)
+    axis.bar_label(bars, labels=[_fmt(row["pretrained"]) for row in rows], fontsize=7, padding=2)
     if has_baseline:
         values = [row["baseline"] if row["baseline"] is not None else 0.0 for row in rows]
-        axis.bar([p + shift for p in positions], values, width, yerr=errors("baseline"), label="baseline (random init)", **style)
+        bars = axis.bar([p + shift for p in positions], values, width, yerr=errors("baseline"), label="baseline (random init)", **style)
+        axis.bar_label(bars, labels=[_fmt(row["baseline"]) for row in rows], fontsize=7, padding=2)
     axis.set_xticks(list(positions), [prefix + label for label in labels])
     axis.set_xlim(-0.75, len(rows) - 0.25)
     axis.grid(axis="y", alpha=0.3)
@@ -358,6 +360,9 @@ def plot_main_chart(main: list[dict], path: Path) -> None:
         verdict = f"\n{row['verdict']}" if row["verdict"] else ""
         axis.set_title(f"{row['stage']} ({row['task']}{seeds}){verdict}", fontsize=9)
         axis.set_ylabel(row["metric"])
+        scale = noise.proportion_scale(row["metric"], row["task"])
+        if scale is not None:  # the whole 0..1 (0..100) range: a zoomed axis makes noise look like a gain
+            axis.set_ylim(0, scale)
     for axis in list(axes.flat)[len(main) :]:
         axis.axis("off")
     handles, names = axes.flat[0].get_legend_handles_labels()

@@ -302,6 +302,8 @@ def test_classification_hftk(cls_run, data, tmp_path):
     on_test = json.loads((test / "metrics.json").read_text())
     assert metrics["test_accuracy"] == on_test["eval_accuracy"] and metrics["test_f1"] == on_test["eval_f1"]
     assert metrics["test_loss"] == pytest.approx(on_test["eval_loss"], rel=1e-5)
+    # the example counts a report needs for standard errors: 64 validation rows, every row of the test file
+    assert metrics["eval_samples"] == 64 and metrics["test_samples"] == count_lines(Path(data["cls_test"]))
 
 
 @pytest.mark.parametrize("glue_task", ["mrpc", "stsb"])

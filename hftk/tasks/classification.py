@@ -276,7 +276,9 @@ def prepare_classification(
     if train is not None:
         require_columns(train, [label_column], "train")
     evals = {validation_split: take(raw[validation_split], max_eval_samples)} if validation_split in raw else {}
-    space = label_space or infer_label_space(train, label_column)
+    # A random label-budget subset (learning curves) keeps the whole training set's labels (same head every run).
+    labelled = raw["train"] if train is not None and train_sample_seed is not None else train
+    space = label_space or infer_label_space(labelled, label_column)
     return build_sequence_task(
         train, evals, tokenizer, space=space, text_column=text_column, text_pair_column=text_pair_column,
         label_column=label_column, max_seq_length=max_seq_length,

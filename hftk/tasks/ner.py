@@ -192,7 +192,10 @@ def prepare_ner(
     for split, ds in [("train", train), *evals.items()]:
         if ds is not None:
             require_columns(ds, [tokens_column, tags_column], split)
-    tag_names = infer_tag_names(train, tags_column, label_names) if train is not None else list(label_names)
+    # A random label-budget subset (learning curves) keeps the whole training set's tag set: every
+    # curve run gets the same head, and a tag the subset happens to miss can still be scored.
+    tagged = raw["train"] if train is not None and train_sample_seed is not None else train
+    tag_names = infer_tag_names(tagged, tags_column, label_names) if train is not None else list(label_names)
     entity_level = is_entity_scheme(tag_names)
     max_len = effective_max_length(tokenizer, max_seq_length or tokenizer.model_max_length)
 

@@ -148,3 +148,15 @@ def test_errors(bert_tokenizer):
         prepare_ner(bert_tokenizer, raw=_raw(train, train), tags_column="tags")
     with pytest.raises(HftkError, match="fast tokenizer"):
         prepare_ner(types.SimpleNamespace(is_fast=False), raw=_raw(train, train))
+
+
+def test_a_random_label_budget_subset_keeps_the_training_sets_tag_set(bert_tokenizer, data_dir, slice_file, read_jsonl):
+    src = data_dir / "ner" / "wnut16"
+    train, test = slice_file(src / "train.jsonl", 300, "train.jsonl"), slice_file(src / "test.jsonl", 8, "test.jsonl")
+    every_tag = sorted({t for row in read_jsonl(src / "train.jsonl", 300) for t in row["ner_tags"]})
+    for seed in (0, 1):
+        task = prepare_ner(bert_tokenizer, train_file=train, validation_file=test, max_train_samples=10, train_sample_seed=seed)
+        assert len(task.train) == 10
+        assert list(task.id2label.values()) == every_tag  # 10 tweets alone hold only a few of these tags
+    subset_tags = {t for row in read_jsonl(src / "train.jsonl", 10) for t in row["ner_tags"]}
+    assert len(subset_tags) < len(every_tag)
