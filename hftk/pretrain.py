@@ -17,7 +17,7 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedModel
 
 from hftk.data.corpus import load_text_corpus
 from hftk.data.masking import mask_tokens
@@ -33,7 +33,13 @@ from hftk.run_outputs import (
     removes_new_output_dir_on_error,
     write_model_folder,
 )
-from hftk.training.distributed import check_fsdp_wrappable, check_same_recipe, full_state_dict, make_accelerator
+from hftk.training.distributed import (
+    check_fsdp_wrappable,
+    check_same_recipe,
+    full_state_dict,
+    is_sharded,
+    make_accelerator,
+)
 from hftk.training.loop import TrainingHooks, train
 
 MASK_SEED_STRIDE = 1_000_003
@@ -76,6 +82,20 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> PreTrainedModel:
     return auto_class.from_config(config, attn_implementation=recipe.model.attn_implementation)
 
 
+def model_skeleton(recipe: PretrainRecipe) -> PreTrainedModel:
+    """The recipe's model on the meta device (no weights, no memory): its layer classes, before any data work."""
+    auto_class = AutoModelForMaskedLM if recipe.objective == "mlm" else AutoModelForCausalLM
+    if recipe.model.name_or_path:
+        config = AutoConfig.from_pretrained(recipe.model.name_or_path)
+    else:
+        fields = dict(recipe.model.config)
+        fields.setdefault("max_position_embeddings", max(recipe.data.max_seq_length, 128))
+        fields["vocab_size"] = recipe.tokenizer.vocab_size or 1024  # the real size comes with the tokenizer
+        config = MODEL_TYPES[recipe.model.type](**fields)
+    with torch.device("meta"):
+        return auto_class.from_config(config)
+
+
 @removes_new_output_dir_on_error
 def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     """Run a pretraining recipe; return the output folder."""
@@ -92,6 +112,8 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     )
     check_device_settings(training, accelerator)
     check_same_recipe(accelerator, dump_recipe(recipe))
+    if is_sharded(accelerator):  # before any work: can FSDP wrap this model's blocks?
+        check_fsdp_wrappable(accelerator, model_skeleton(recipe))
     resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
     set_seed(training.seed)
 
@@ -118,7 +140,6 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
             for split in ("train", "validation")
         }
     model = build_model(recipe, tokenizer)
-    check_fsdp_wrappable(accelerator, model)
     accelerator.print(
         f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f} M parameters, "
         f"{len(packed['train'])} training blocks of {data.max_seq_length} tokens"

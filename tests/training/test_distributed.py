@@ -125,6 +125,18 @@ def test_a_layer_class_the_model_lacks_is_a_one_line_error_naming_the_block():
         check_fsdp_wrappable(fake_fsdp_accelerator(["BertLayer"]), tiny_bert())
 
 
+def test_pretrain_checks_the_recipe_model_on_the_meta_device_before_any_data_work():
+    from hftk.pretrain import model_skeleton
+    from hftk.recipe import PretrainRecipe, load_recipe
+
+    recipe = load_recipe(PretrainRecipe, "pretrain-gpt", [])
+    skeleton = model_skeleton(recipe)
+    assert next(skeleton.parameters()).device.type == "meta"
+    check_fsdp_wrappable(fake_fsdp_accelerator(), skeleton)
+    with pytest.raises(HftkError, match=r"cannot wrap HftkGptForCausalLM: it has no layer class GPT2Block; set .* Block"):
+        check_fsdp_wrappable(fake_fsdp_accelerator(["GPT2Block"]), skeleton)
+
+
 def test_a_model_without_no_split_modules_is_refused():
     model = torch.nn.Sequential(torch.nn.Linear(4, 4))
     with pytest.raises(HftkError, match="names no transformer layer class"):
