@@ -321,6 +321,19 @@ def convert(
 
 
 @app.command()
+def quantize(
+    folder: Annotated[Path, typer.Argument(help="A saved model folder (e.g. a fine-tuned or distilled run).")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the int8 model.")],
+    overwrite: OverwriteOption = False,
+) -> None:
+    """Int8 weights and dynamic int8 activations for CPU inference; load with hftk.quantize.load_quantized."""
+    from hftk.quantize import quantize_folder
+
+    out = quantize_folder(folder, output_dir, overwrite=overwrite)
+    typer.echo(f"Quantized model saved to {out}")
+
+
+@app.command()
 def push(
     folder: Annotated[Path, typer.Argument(help="A finished run folder.")],
     repo_id: Annotated[str, typer.Option("--repo-id", help="Hub repository, OWNER/NAME.")],

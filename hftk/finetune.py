@@ -255,6 +255,12 @@ def load_model_and_tokenizer(recipe: FinetuneRecipe):
 
 def build_head(recipe: FinetuneRecipe, task: TaskData, config) -> tuple[PreTrainedModel, list[str]]:
     """The task's Auto model on the checkpoint, and the modules it had to initialise (a new head, BERT's pooler)."""
+    from hftk.quantize import is_quantized_folder, load_quantized
+
+    if is_quantized_folder(recipe.model.name_or_path):  # `hftk quantize` output: int8, evaluation only
+        model = load_quantized(recipe.model.name_or_path)
+        head = task.auto_model_class.removeprefix("AutoModel")
+        return model, [] if type(model).__name__.endswith(head) else [f"{head} head"]
     auto_class = getattr(transformers, task.auto_model_class)
     unknown = sorted(key for key in recipe.model.config if not hasattr(config, key))
     if unknown:

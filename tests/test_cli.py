@@ -20,7 +20,7 @@ def run_hftk(*args: str) -> subprocess.CompletedProcess:
 def test_top_level_help_lists_commands():
     result = run_hftk("--help")
     assert result.returncode == 0, result.stderr
-    for command in ("pretrain", "finetune", "evaluate", "recipes", "convert", "push"):
+    for command in ("pretrain", "finetune", "evaluate", "distill", "quantize", "recipes", "convert", "push"):
         assert command in result.stdout
 
 
@@ -72,9 +72,15 @@ def test_every_shipped_recipe_validates(name):
         loaded = load_pipeline(name)
         assert loaded is not None
         return
+    from hftk.distill.recipe import DistillRecipe
+
     recipe_class = FinetuneRecipe if "task" in raw else PretrainRecipe
+    if name.startswith("distill-"):
+        recipe_class = DistillRecipe
     recipe = load_recipe(recipe_class, name)
-    if recipe_class is FinetuneRecipe:
+    if recipe_class is DistillRecipe:
+        assert name == f"distill-{recipe.task}"
+    elif recipe_class is FinetuneRecipe:
         assert name == f"finetune-{recipe.task}"
     # Every key in the file survived validation (extra keys are refused, so nothing was ignored).
     dumped = recipe.model_dump(mode="json")

