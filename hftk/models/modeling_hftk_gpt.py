@@ -33,7 +33,6 @@ from .modeling_hftk import (
 class HftkGptPreTrainedModel(HftkPreTrainedModel):
     config_class = HftkGptConfig
     config: HftkGptConfig
-    _supports_cache_class = True
     _family_auto_map = {
         "AutoConfig": "configuration_hftk.HftkGptConfig",
         "AutoModel": "modeling_hftk_gpt.HftkGptModel",
@@ -153,6 +152,7 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
         if shift_labels is not None and labels is None:
             labels = shift_labels  # only the targets matter below; `labels` just turns the loss on
         if use_fused_lm_loss(self, labels):
+            # position t predicts token t + 1, unless the caller aligned the targets already
             shifted = shift_labels if shift_labels is not None else F.pad(labels, (0, 1), value=-100)[..., 1:]
             loss = linear_cross_entropy(hidden, self.lm_head.weight, self.lm_head.bias, shifted, num_items_in_batch)
             return CausalLMOutputWithPast(
@@ -170,7 +170,7 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
                 labels,
                 vocab_size=self.config.vocab_size,
                 num_items_in_batch=num_items_in_batch,
-                shift_labels=shift_labels,
+                shift_labels=shift_labels.contiguous() if shift_labels is not None else None,  # it .view()s them
             )
         return CausalLMOutputWithPast(
             loss=loss,
