@@ -7,8 +7,9 @@ fails. Only names hftk ships are redirected, to the metric's folder inside the i
 package (what `hftk.metrics.load_metric` loads); anything else goes to `evaluate.load` unchanged.
 The script then runs as `__main__`, as `python run_glue.py` would.
 
-hftk itself is not imported: that would register its model types with the Auto classes, and the
-scripts must load the run folders as any transformers user does, through `--trust_remote_code`.
+The wrapper does not import hftk: that would register its model types with the Auto classes, and
+the scripts must load the run folders as any transformers user does, through `--trust_remote_code`.
+(hftk's metric modules import `hftk.errors`, but the scripts load their metric after the model.)
 """
 
 from __future__ import annotations
