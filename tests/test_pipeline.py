@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,8 +80,8 @@ def tiny_pipeline(tmp: Path) -> dict:
     }
 
 
-def run_hftk(*args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+def run_hftk(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", **(env or {})}
     return subprocess.run([sys.executable, "-m", "hftk", *args], capture_output=True, text=True, env=env, timeout=300)
 
 
@@ -218,13 +217,18 @@ def test_a_second_run_skips_finished_stages_resumes_an_interrupted_one_and_resta
     assert recipe_changed(out / "fine_foods", changed["fine_foods"]) and not recipe_changed(out / "cloze", changed["cloze"])
 
     finished = {stage: metrics(out / stage) for stage in ("wnut16", "fine_foods")}
-    for stage in finished:  # as if killed before the end: wnut16 keeps its checkpoint, fine_foods has none
+    for stage in finished:  # as if killed before the end (a finished fine-tuning run keeps no checkpoint)
         (out / stage / "metrics.json").unlink()
-    shutil.rmtree(out / "fine_foods" / "checkpoints")
+        assert not (out / stage / "checkpoints").exists()
+    # Ctrl-C in the first of them (fine_foods): a checkpoint, and the pipeline's own way to go on.
+    stopped = run_hftk(*args, env={"HFTK_FAULT": "step:1", "HFTK_FAULT_SIGNAL": "INT"})
+    assert stopped.returncode == 130, stopped.stderr[-3000:]
+    assert stopped.stderr.strip().splitlines()[-1] == "stopped at step 2 of stage fine_foods; rerun the same command to continue"
+    assert (out / "fine_foods" / "checkpoints" / "step-2").is_dir()
     third = run_hftk(*args)
     assert third.returncode == 0, third.stderr[-3000:]
-    assert "resuming stage wnut16 from its last checkpoint" in third.stdout
-    assert "running stage fine_foods ->" in third.stdout and third.stdout.count("running stage") == 1
+    assert "resuming stage fine_foods from its last checkpoint" in third.stdout
+    assert "running stage wnut16 ->" in third.stdout and third.stdout.count("running stage") == 1
     for stage, before_metrics in finished.items():
         after = metrics(out / stage)
         for key in ("eval_loss", "train_loss", "train_steps", "tokens_seen"):
