@@ -90,12 +90,13 @@ def pretrain(
     learning-rate schedule follows the steps; training.max_time_minutes beside it only stops
     a slow run early and says so. Ctrl-C writes a checkpoint; continue with --resume.
     """
-    from hftk.pretrain import pretrain as run_pretrain
     from hftk.recipe import PretrainRecipe, load_recipe
 
     overrides = [*(set_ or []), *_output_overrides(output_dir, overwrite, push_to_hub, hub_model_id)]
     loaded = load_recipe(PretrainRecipe, recipe or "pretrain-default", overrides)
     _check_push(loaded.output)
+    from hftk.pretrain import pretrain as run_pretrain  # torch & co. only once the recipe is known good
+
     folder = run_pretrain(loaded, resume=resume)
     _maybe_push(folder, loaded.output)
     typer.echo(f"Model saved to {folder}")
@@ -168,8 +169,6 @@ def finetune(
     (--set data.train_file=... data.validation_file=...). LoRA: --set lora.r=8.
     `hftk finetune glue --task all` runs the nine GLUE tasks and writes a GLUE table.
     """
-    from hftk.finetune import finetune as run_finetune
-
     overrides = [*(set_ or []), *_output_overrides(output_dir, overwrite, push_to_hub, hub_model_id)]
     if task == "glue" and glue_task == "all":
         from hftk.glue_benchmark import run_glue_benchmark
@@ -179,6 +178,8 @@ def finetune(
         return
     loaded = _finetune_recipe(task, recipe, model, glue_task, overrides)
     _check_push(loaded.output)
+    from hftk.finetune import finetune as run_finetune  # torch & co. only once the recipe is known good
+
     folder = run_finetune(loaded, resume=resume)
     _maybe_push(folder, loaded.output)
     typer.echo(f"Model saved to {folder}")
@@ -226,10 +227,9 @@ def evaluate(
     output_dir: OutputDirOption = None,
 ) -> None:
     """Evaluate a saved model on a task's evaluation data; writes metrics.json and predictions.jsonl."""
-    from hftk.finetune import finetune as run_finetune
-
     overrides = [*(set_ or []), *_output_overrides(output_dir or Path(model) / "evaluation", False, False, None)]
     loaded = _finetune_recipe(task, recipe, model, glue_task, overrides)
+    from hftk.finetune import finetune as run_finetune
     folder = run_finetune(loaded, evaluate_only=True)
     typer.echo(f"Metrics written to {folder / 'metrics.json'}")
 

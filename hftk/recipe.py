@@ -13,10 +13,11 @@ from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-from transformers import SchedulerType
 
 from hftk.errors import HftkError
-from hftk.models import MODEL_TYPES
+
+# transformers (and hftk.models, which needs torch) are imported where a check needs them, so a
+# recipe error is reported without paying seconds of imports first.
 
 RECIPES_DIR = Path(__file__).parent / "recipes"
 
@@ -99,6 +100,8 @@ class TrainingSection(Section):
     @field_validator("lr_scheduler_type")
     @classmethod
     def _known_schedule(cls, value: str) -> str:
+        from transformers import SchedulerType
+
         names = [s.value for s in SchedulerType]
         if value not in names:
             raise ValueError(f"unknown schedule {value!r}; use one of {', '.join(names)}")
@@ -137,6 +140,8 @@ class PretrainRecipe(Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> PretrainRecipe:
+        from hftk.models import MODEL_TYPES
+
         expected = "hftk_bert" if self.objective == "mlm" else "hftk_gpt"
         if self.model.type is None:
             self.model.type = expected

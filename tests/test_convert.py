@@ -169,3 +169,23 @@ def test_unsupported_architectures_raise_hftk_error(tmp_path):
     with pytest.raises(HftkError, match="cannot read a model config"):
         convert_checkpoint(tmp_path / "missing", tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_convert_refuses_a_non_empty_folder_unless_overwrite(tmp_path):
+    """Converting into a finished run must not leave its old metrics/card/checkpoints beside new weights."""
+    source = random_source(GPT2LMHeadModel, GPT2Config(**GPT2))
+    source.save_pretrained(tmp_path / "gpt2")
+    out = tmp_path / "run"
+    (out / "checkpoints" / "step-10").mkdir(parents=True)
+    (out / "metrics.json").write_text('{"eval_loss": 1.0}\n')
+    before = sorted(p.name for p in out.iterdir())
+    with pytest.raises(HftkError, match="not empty; pass --overwrite"):
+        convert_checkpoint(tmp_path / "gpt2", out)
+    assert sorted(p.name for p in out.iterdir()) == before
+    convert_checkpoint(tmp_path / "gpt2", out, overwrite=True)
+    assert not (out / "metrics.json").exists() and not (out / "checkpoints").exists()
+    assert type(AutoModelForCausalLM.from_pretrained(out)) is HftkGptForCausalLM
+    assert not list(tmp_path.glob(".*tmp"))  # the staging folder is gone
+    (tmp_path / "empty").mkdir()  # an empty folder is fine without --overwrite
+    convert_checkpoint(tmp_path / "gpt2", tmp_path / "empty")
+    assert (tmp_path / "empty" / "config.json").is_file()

@@ -611,10 +611,12 @@ BAD_INPUTS = [
 ]
 
 
+@pytest.mark.timeout(1800)
 def test_bad_input_cases_are_all_listed(bad_runs):
     assert sorted(BAD_INPUTS) == sorted(bad_runs) and len(BAD_INPUTS) >= 40
 
 
+@pytest.mark.timeout(1800)  # the first case waits for all ~50 runs (each a Python with torch), a few at a time
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_bad_input_is_one_line_error_and_writes_nothing(bad_runs, case):
     result, out, needles, before = bad_runs[case]

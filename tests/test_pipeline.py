@@ -296,3 +296,20 @@ def test_push_uploads_every_trained_stage_under_the_prefix(pipeline_run, monkeyp
     pipeline = load_pipeline(path, ["push.hub_model_id_prefix=me/tiny", "push.private=true"])
     push_all(pipeline, echo=lambda line: None)
     assert calls == [(out / stage, f"me/tiny-{stage}", True) for stage in STAGES]
+
+
+def test_shipped_pipeline_finds_its_data_from_another_folder_and_a_missing_file_fails_before_any_stage(tmp_path, monkeypatch):
+    from hftk.errors import HftkError
+    from hftk.pipeline import check_pipeline_inputs, load_pipeline, run_pipeline
+
+    monkeypatch.chdir(tmp_path)  # not the repository root: ../shared is not beside the current folder
+    pipeline = load_pipeline("pipeline-tiny")
+    for recipe in pipeline.finetune.values():
+        for path in (recipe.data.train_file, recipe.data.validation_file):
+            assert Path(path).is_absolute() and Path(path).is_file() and Path(path).resolve().is_relative_to(SHARED), path
+    check_pipeline_inputs(pipeline)
+    broken = load_pipeline("pipeline-tiny", ["finetune.wnut16.data.validation_file=missing/test.jsonl", f"output_dir={tmp_path / 'out'}"])
+    with pytest.raises(HftkError, match=r"finetune stage wnut16: data.validation_file: missing/test.jsonl does not exist") as error:
+        run_pipeline(broken, echo=lambda line: None)
+    assert "\n" not in str(error.value) and str(tmp_path) in str(error.value)
+    assert not (tmp_path / "out").exists()  # nothing ran, nothing was written

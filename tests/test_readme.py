@@ -115,8 +115,9 @@ def prepare(words: list[str], cwd: Path) -> list[str]:
     if words[1:2] in (["pretrain"], ["finetune"], ["evaluate"]):
         sets = TINY_PRETRAIN if words[1] == "pretrain" else TINY_FINETUNE
         words = [*words, *(arg for item in sets for arg in ("--set", item))]
-    if words[1:2] == ["run"]:
-        words = [*words, *(arg for item in TINY_PIPELINE for arg in ("--set", item))]
+    if words[1:2] == ["run"]:  # pipelines also pretrain on the small corpus/ (the main job above used Austen)
+        sets = [*TINY_PIPELINE, f"pretrain.data.train_files={cwd / 'corpus'}", "pretrain.tokenizer.vocab_size=400"]
+        words = [*words, *(arg for item in sets for arg in ("--set", item))]
     return words
 
 
@@ -152,6 +153,7 @@ def make_bert_checkpoint(folder: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # ~16 runs, a few minutes on an idle 2-core machine; far longer on a busy one
 def test_every_readme_command_runs_as_written(tmp_path):
     make_fixtures(tmp_path)
     env = {
