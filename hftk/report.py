@@ -105,7 +105,7 @@ def compare(pretrained: list[float], baseline: list[float], key: str, task: str,
 
 
 def _values(folders: list[Path], key: str) -> tuple[list[float], int | None]:
-    """`key` from each finished run folder (missing ones skipped) and the evaluated-example count."""
+    """`key` from each finished run folder (runs without it skipped) and the evaluated-example count."""
     values, n = [], None
     for folder in folders:
         metrics_path = folder / "metrics.json"
@@ -131,6 +131,8 @@ def main_comparisons(pipeline: LoadedPipeline, stages: dict[str, dict]) -> list[
         points = [p for p in pipeline.curves.get(name, []) if p.size is None] or None
         pre_folders = [Path(p.pretrained.output.output_dir) for p in points] if points else [pipeline.stage_dir(name)]
         pretrained, n = _values(pre_folders, key)
+        if not pretrained:
+            continue
         baseline: list[float] = []
         if BASELINE_PREFIX + name in stages:
             base_folders = [Path(p.baseline.output.output_dir) for p in points] if points else [pipeline.stage_dir(BASELINE_PREFIX + name)]
@@ -145,6 +147,8 @@ def learning_curves(pipeline: LoadedPipeline, stages: dict[str, dict]) -> dict[s
     for name, points in pipeline.curves.items():
         stage = stages[name]
         key = reported_metric(stage["metrics"], stage["main_metric"])
+        if key is None:
+            continue
         task = pipeline.finetune[name].task
         rows = []
         for label in dict.fromkeys(p.label for p in points):
@@ -153,6 +157,8 @@ def learning_curves(pipeline: LoadedPipeline, stages: dict[str, dict]) -> dict[s
             baseline: list[float] = []
             if all(p.baseline is not None for p in group):
                 baseline, _ = _values([Path(p.baseline.output.output_dir) for p in group], key)
+            if not pretrained:
+                continue
             size = f"all ({group[0].examples})" if label == "all" and group[0].examples else label
             rows.append({"size": size, "seeds": [p.seed for p in group], **compare(pretrained, baseline, key, task, n)})
         curves[name] = {"task": task, "metric": key, "points": rows}

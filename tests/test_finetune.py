@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 SHARED = Path(os.environ.get("HFTK_SHARED_DIR", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
 DATA = SHARED / "data"
@@ -482,6 +483,21 @@ def bad_input_cases(tmp: Path, hftk_bert: Path, cls_run: Path, data: dict[str, s
     qa = write_rows(d / "train.jsonl", rows)
     cases["qa_answer_not_at_start"] = (finetune_args("qa", hftk_bert, d / "out", f"data.train_file={qa}", f"data.validation_file={qa}"), ["q1", "answer_start"])
     cases["unknown_task"] = (["finetune", "summarization", "--model", str(hftk_bert), "-o", str(folder("unknown_task") / "out")], ["summarization", "generation"])
+    d = folder("train_sample_seed_too_big")  # a label-budget subset larger than the training set
+    rows16 = write_rows(d / "train.jsonl", [{"text": f"row {i}", "label": i % 2} for i in range(16)])
+    cases["train_sample_seed_too_big"] = (
+        finetune_args("classification", hftk_bert, d / "out", f"data.train_file={rows16}", f"data.validation_file={rows16}", "data.max_train_samples=100", "data.train_sample_seed=1"),
+        ["max_train_samples (100)", "16 examples"],
+    )
+    for name, curve, needles in (
+        ("learning_curve_too_big", {"sizes": [10, 100, "all"], "seeds": 2}, ["learning_curve size 100", "(16 examples)"]),
+        ("learning_curve_no_seeds", {"sizes": [10], "seeds": 0}, ["learning_curve.seeds", "at least 1"]),
+    ):
+        d = folder(name)
+        stage = {"name": "reviews", "task": "classification", "data": {"train_file": str(rows16), "validation_file": str(rows16)}, "learning_curve": curve}
+        pipeline = {"output_dir": str(d / "out"), "pretrain": {"recipe": "pretrain-default"}, "finetune": [stage], "baseline": True}
+        (d / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+        cases[name] = (["run", str(d / "pipeline.yaml")], needles)
     more_bad_input_cases(cases, folder, ft, hftk_bert, data)
     return cases
 
@@ -608,6 +624,7 @@ BAD_INPUTS = [
     "pretrain_push_without_hub_id", "pretrain_push_with_hub_offline", "pretrain_output_is_a_file", "pretrain_unknown_section",
     "pretrain_nothing_to_resume", "convert_into_non_empty_folder", "convert_missing_source", "run_missing_stage_data",
     "run_unknown_stage", "run_push_with_hub_offline", "recipes_show_unknown", "push_missing_folder",
+    "train_sample_seed_too_big", "learning_curve_too_big", "learning_curve_no_seeds",
 ]
 
 
