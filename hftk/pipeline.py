@@ -277,7 +277,11 @@ def recipe_changed(folder: Path, recipe) -> bool:
     saved = folder / "recipe.yaml"
     if not saved.is_file():
         return False
-    return _comparable(yaml.safe_load(saved.read_text()) or {}) != _comparable(recipe.model_dump(mode="json"))
+    old, new = _comparable(yaml.safe_load(saved.read_text()) or {}), _comparable(recipe.model_dump(mode="json"))
+    if "learning_rate" in new["training"] and new["training"]["learning_rate"] is None:
+        old["training"].pop("learning_rate", None)  # null: the run picked it by model (finetune.default_learning_rate)
+        new["training"].pop("learning_rate")
+    return old != new
 
 
 def write_random_twin(pretrained: Path, folder: Path, seed: int, objective: str, overwrite: bool, echo: Echo) -> None:
