@@ -24,6 +24,7 @@ from transformers import AutoConfig, PreTrainedModel
 from hftk.data.tokenizer import load_tokenizer
 from hftk.errors import HftkError
 from hftk.lora import apply_lora, fresh_modules, save_lora_outputs
+from hftk.models import MODEL_TYPES
 from hftk.pretrain import flat_config
 from hftk.recipe import FinetuneRecipe, dump_recipe
 from hftk.run_outputs import (
@@ -253,6 +254,23 @@ def load_model_and_tokenizer(recipe: FinetuneRecipe):
     return tokenizer, config
 
 
+# The peak fine-tuning learning rate when a recipe leaves `training.learning_rate` null.
+# The encoders hftk pretrains (pre-LN, a few million parameters, pretrained at a peak of 1e-3)
+# barely move from their start at BERT-base's 1e-4 within a few hundred steps: the fresh head
+# stays near the majority class and the body keeps what masked-LM pretraining on another
+# domain left it with, so they fine-tuned below their random-init twin (README, "Quality on
+# the shared data"). Post-LN checkpoints (BERT, GPT-2, `hftk convert` output) keep 1e-4.
+PRE_LN_HFTK_LEARNING_RATE = 3e-4
+DEFAULT_LEARNING_RATE = 1e-4
+
+
+def default_learning_rate(config) -> float:
+    """The peak learning rate that fits this checkpoint: higher for hftk's own pre-LN models."""
+    if config.model_type in MODEL_TYPES and getattr(config, "pre_norm", False):
+        return PRE_LN_HFTK_LEARNING_RATE
+    return DEFAULT_LEARNING_RATE
+
+
 def build_head(recipe: FinetuneRecipe, task: TaskData, config) -> tuple[PreTrainedModel, list[str]]:
     """The task's Auto model on the checkpoint, and the modules it had to initialise (a new head, BERT's pooler)."""
     from hftk.quantize import is_quantized_folder, load_quantized
@@ -406,6 +424,12 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     derived = resolve_sequence_lengths(recipe, config, tokenizer)
     if derived:
         accelerator.print(f"derived from the model: {derived}")
+    if training.learning_rate is None and not evaluate_only:
+        training.learning_rate = default_learning_rate(config)
+        accelerator.print(
+            f"learning rate {training.learning_rate:g}: the default for {config.model_type} "
+            f"({'pre' if getattr(config, 'pre_norm', False) else 'post'}-LN) checkpoints; --set training.learning_rate=... to change"
+        )
     with accelerator.main_process_first():
         task = build_task(recipe, tokenizer, config if evaluate_only else None)
     if evaluate_only and task.num_labels is not None and task.num_labels != config.num_labels:

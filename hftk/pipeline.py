@@ -448,9 +448,11 @@ def recipe_changed(folder: Path, recipe) -> bool:
     if not saved.is_file():
         return False
     old, new = yaml.safe_load(saved.read_text()) or {}, recipe.model_dump(mode="json")
-    for key in ("max_seq_length", "doc_stride"):  # left null, the run derived them from the model
-        if (new.get("data") or {}).get(key, 0) is None and key in (old.get("data") or {}):
-            new["data"][key] = old["data"][key]
+    # Left null, the run derived these from the model (sequence lengths) or picked them by model
+    # type (the learning rate, finetune.default_learning_rate): compare with what it recorded.
+    for section, key in (("data", "max_seq_length"), ("data", "doc_stride"), ("training", "learning_rate")):
+        if (new.get(section) or {}).get(key, 0) is None and key in (old.get(section) or {}):
+            new[section][key] = old[section][key]
     return _comparable(old) != _comparable(new)
 
 

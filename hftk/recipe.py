@@ -210,6 +210,14 @@ class LoraSection(Section):
     _lists = field_validator("target_modules", mode="before")(_as_list)
 
 
+class FinetuneTrainingSection(TrainingSection):
+    """Fine-tuning's training options: the peak learning rate may be left to the model (null)."""
+
+    learning_rate: float | None = Field(
+        None, gt=0, description="peak LR; null: by model (hftk's pre-LN encoders 3e-4, other checkpoints 1e-4)"
+    )
+
+
 class GenerationSection(Section):
     max_new_tokens: int = Field(32, ge=1)
     num_beams: int = Field(1, ge=1)
@@ -224,8 +232,8 @@ class FinetuneRecipe(Section):
     task: Literal["glue", "classification", "qa", "ner", "generation"]
     model: ModelSection = Field(default_factory=ModelSection)
     data: FinetuneDataSection = Field(default_factory=FinetuneDataSection)
-    training: TrainingSection = Field(
-        default_factory=lambda: TrainingSection(learning_rate=5e-5, warmup_ratio=0.1, max_grad_norm=1.0, num_train_epochs=3)
+    training: FinetuneTrainingSection = Field(
+        default_factory=lambda: FinetuneTrainingSection(warmup_ratio=0.1, max_grad_norm=1.0, num_train_epochs=3)
     )
     lora: LoraSection = Field(default_factory=LoraSection)
     generation: GenerationSection = Field(default_factory=GenerationSection)

@@ -436,6 +436,32 @@ def test_learns_an_easy_rule(hftk_bert, tmp_path):
     assert metrics["eval_accuracy"] >= 0.85, metrics
 
 
+def test_learning_rate_default_fits_the_model(hftk_bert, hf_bert, data, tmp_path):
+    """Recipes leave the peak LR to the model: 3e-4 for hftk's pre-LN encoders, 1e-4 for BERT and converted (post-LN) ones.
+
+    At 1e-4 an encoder as small as the ones `hftk pretrain` makes stays near where it started
+    within a fine-tuning budget (README, "Quality on the shared data"). The run records the
+    rate it used in recipe.yaml and reaches it after warm-up (an explicit rate, as in FAST, is kept).
+    """
+    import yaml
+    from transformers import BertConfig
+
+    from hftk.finetune import default_learning_rate
+    from hftk.models import HftkBertConfig, HftkGptConfig
+
+    assert default_learning_rate(HftkBertConfig()) == default_learning_rate(HftkGptConfig()) == 3e-4
+    assert default_learning_rate(HftkBertConfig(pre_norm=False)) == default_learning_rate(BertConfig()) == 1e-4
+    sets = [s for s in FAST if not s.startswith("training.learning_rate")]
+    sets += [*files(data, "cls"), "training.max_steps=6", "training.num_train_epochs=null", "training.logging_steps=1"]
+    for model, expected in ((hftk_bert, 3e-4), (hf_bert, 1e-4)):
+        out = tmp_path / model.name
+        args = ["finetune", "classification", "--model", str(model), "-o", str(out)]
+        run_hftk(*args, *(x for item in sets for x in ("--set", item)), check=True)
+        assert yaml.safe_load((out / "recipe.yaml").read_text())["training"]["learning_rate"] == expected
+        rates = [r["learning_rate"] for r in json.loads((out / "log_history.json").read_text()) if "learning_rate" in r]
+        assert max(rates) == pytest.approx(expected), rates
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: one line, exit 2, no traceback, no finished-run marker
 # ---------------------------------------------------------------------------------------------
