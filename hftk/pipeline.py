@@ -207,9 +207,17 @@ def train_set_size(recipe: FinetuneRecipe) -> int | None:
     """Examples a stage trains on (its data.max_train_samples applied); None for Hub data (checked when it runs)."""
     if not recipe.data.train_file:
         return None
+    from datasets.utils import logging as datasets_logging
+
     from hftk.tasks.common import load_splits
 
-    size = len(load_splits(data_files={"train": recipe.data.train_file})["train"])
+    shown = datasets_logging.is_progress_bar_enabled()
+    datasets_logging.disable_progress_bar()  # a count on load: no progress bar before a possible one-line error
+    try:
+        size = len(load_splits(data_files={"train": recipe.data.train_file})["train"])
+    finally:
+        if shown:
+            datasets_logging.enable_progress_bar()
     return min(size, recipe.data.max_train_samples or size)
 
 
