@@ -220,9 +220,10 @@ def resolve_sequence_lengths(recipe: FinetuneRecipe, config, tokenizer) -> str |
     if recipe.task == "qa":
         room = data.max_seq_length - tokenizer.num_special_tokens_to_add(pair=True) - MAX_QUESTION_LENGTH
         if room < 2:
+            fix = f"raise data.max_seq_length (the model takes up to {limit})" if limit and limit > data.max_seq_length else "use a model with more positions"
             raise HftkError(
                 f"data.max_seq_length ({data.max_seq_length}) leaves no room for context after a question of up to "
-                f"{MAX_QUESTION_LENGTH} tokens; use a model with more positions"
+                f"{MAX_QUESTION_LENGTH} tokens; {fix}"
             )
         if data.doc_stride is None:
             data.doc_stride = min(128, room // 2)

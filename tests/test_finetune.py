@@ -507,7 +507,7 @@ def bad_input_cases(tmp: Path, hftk_bert: Path, cls_run: Path, data: dict[str, s
     rows = [{"id": "q1", "title": "t", "context": "Mary went home after the party.", "question": "Who went home?",
              "answers": {"text": ["Mary"], "answer_start": [5]}}]
     qa = write_rows(d / "train.jsonl", rows)
-    cases["qa_answer_not_at_start"] = (finetune_args("qa", hftk_bert, d / "out", f"data.train_file={qa}", f"data.validation_file={qa}"), ["q1", "answer_start"])
+    cases["qa_answer_not_at_start"] = (finetune_args("qa", hftk_bert, d / "out", f"data.train_file={qa}", f"data.validation_file={qa}", "data.max_seq_length=128"), ["q1", "answer_start"])
     cases["unknown_task"] = (["finetune", "summarization", "--model", str(hftk_bert), "-o", str(folder("unknown_task") / "out")], ["summarization", "generation"])
     d = folder("train_sample_seed_too_big")  # a label-budget subset larger than the training set
     rows16 = write_rows(d / "train.jsonl", [{"text": f"row {i}", "label": i % 2} for i in range(16)])
@@ -566,6 +566,7 @@ def more_bad_input_cases(cases: dict, folder, ft, hftk_bert: Path, data: dict[st
     cases["fp16_on_cpu"] = (ft("fp16_on_cpu", "classification", hftk_bert, *cls, "training.mixed_precision=fp16"), ["fp16", "bf16"])
     qa = [f"data.train_file={data['qa_train']}", f"data.validation_file={data['qa_eval']}"]
     cases["max_seq_length_above_positions"] = (ft("max_seq_length_above_positions", "qa", hftk_bert, *qa, "data.max_seq_length=512"), ["512", "at most 256"])
+    cases["qa_window_too_short"] = (ft("qa_window_too_short", "qa", hftk_bert, *qa), ["max_seq_length (64)", "raise data.max_seq_length", "256"])
     cases["doc_stride_too_large"] = (ft("doc_stride_too_large", "qa", hftk_bert, *qa, "data.max_seq_length=128", "data.doc_stride=100"), ["doc_stride (100)", "at most 60"])
     cases["set_typo_did_you_mean"] = (ft("set_typo_did_you_mean", "classification", hftk_bert, *cls, "training.lerning_rate=1"), ["--set training.lerning_rate", "did you mean training.learning_rate"])
     cases["set_without_value"] = (ft("set_without_value", "classification", hftk_bert, *cls, "training.learning_rate"), ["KEY=VALUE"])
@@ -643,7 +644,7 @@ BAD_INPUTS = [
     # issue 17: every command, checked before any work
     "empty_train_file", "non_utf8_train_file", "truncated_safetensors", "model_path_missing", "corrupt_config_json",
     "output_is_a_file", "output_cannot_be_created", "push_without_hub_id", "push_with_hub_offline", "push_invalid_repo_id",
-    "classifier_pooling_unknown", "fp16_on_cpu", "max_seq_length_above_positions", "doc_stride_too_large",
+    "classifier_pooling_unknown", "fp16_on_cpu", "max_seq_length_above_positions", "qa_window_too_short", "doc_stride_too_large",
     "set_typo_did_you_mean", "set_without_value", "validation_file_missing", "evaluate_missing_model",
     "pretrain_missing_corpus", "pretrain_empty_corpus", "pretrain_resume_true", "pretrain_fp16_on_cpu",
     "pretrain_classifier_pooling_unknown", "pretrain_config_typo", "pretrain_max_seq_length_above_positions",

@@ -96,7 +96,8 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
         where = "directory" if Path(name_or_path).exists() else "path or Hub id"
         raise HftkError(
             f"cannot load a tokenizer from {where} {name_or_path!r} ({type(error).__name__}): "
-            "point tokenizer.name_or_path at a save_pretrained directory, or train one (tokenizer.train: true)"
+            "point it at a save_pretrained directory (tokenizer.json or vocabulary files), or leave "
+            "tokenizer.name_or_path unset to train one"
         ) from error
 
 
