@@ -250,3 +250,18 @@ def test_push_uploads_every_trained_stage_under_the_prefix(pipeline_run, monkeyp
     pipeline = load_pipeline(path, ["push.hub_model_id_prefix=me/tiny", "push.private=true"])
     push_all(pipeline, echo=lambda line: None)
     assert calls == [(out / stage, f"me/tiny-{stage}", True) for stage in STAGES]
+
+
+def test_a_learning_rate_left_to_the_model_is_not_a_changed_recipe(tmp_path):
+    """A finished stage records the rate the run picked; the pipeline's null (by model) must match it."""
+    from hftk.pipeline import recipe_changed
+    from hftk.recipe import FinetuneRecipe, dump_recipe, load_recipe
+
+    recipe = load_recipe(FinetuneRecipe, "finetune-classification")
+    assert recipe.training.learning_rate is None
+    ran = recipe.model_copy(deep=True)
+    ran.training.learning_rate = 3e-4  # what `hftk finetune` resolved for an hftk encoder
+    (tmp_path / "recipe.yaml").write_text(dump_recipe(ran))
+    assert not recipe_changed(tmp_path, recipe)
+    assert recipe_changed(tmp_path, load_recipe(FinetuneRecipe, "finetune-classification", ["training.learning_rate=1e-3"]))
+    assert recipe_changed(tmp_path, load_recipe(FinetuneRecipe, "finetune-classification", ["training.num_train_epochs=5"]))
