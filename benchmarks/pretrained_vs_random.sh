@@ -21,7 +21,7 @@ runs = {}
 for path in sorted(Path(sys.argv[1]).glob("*/*/*/seed-*/metrics.json")):
     tag, task, init = path.parts[-5:-2]
     metrics = json.loads(path.read_text())
-    score = metrics.get("eval_overall_f1", metrics.get("eval_accuracy"))
+    score = metrics["eval_f1" if task == "wnut16" else "eval_accuracy"]  # entity F1 (seqeval) for NER
     runs.setdefault((tag, task), {}).setdefault(init, []).append(score)
 def show(scores):
     spread = statistics.stdev(scores) if len(scores) > 1 else float("nan")

@@ -257,10 +257,11 @@ def load_model_and_tokenizer(recipe: FinetuneRecipe):
 
 # The peak fine-tuning learning rate when a recipe leaves `training.learning_rate` null.
 # The encoders hftk pretrains (pre-LN, a few million parameters, pretrained at a peak of 1e-3)
-# barely move from their start at BERT-base's 1e-4 within a few hundred steps: the fresh head
-# stays near the majority class and the body keeps what masked-LM pretraining on another
-# domain left it with, so they fine-tuned below their random-init twin (README, "Quality on
-# the shared data"). Post-LN checkpoints (BERT, GPT-2, `hftk convert` output) keep 1e-4.
+# move too little at BERT-base's 1e-4 within a fine-tuning budget: a head alone barely leaves
+# ln(num_labels), and a body that left pretraining near the masked-LM plateau (almost the same
+# state for every token, small gradients) stays there, so it fine-tuned below its random twin,
+# whose random features a head can use at once (README, "Quality on the shared data").
+# Post-LN checkpoints (BERT, GPT-2, `hftk convert` output) keep 1e-4.
 PRE_LN_HFTK_LEARNING_RATE = 3e-4
 DEFAULT_LEARNING_RATE = 1e-4
 

@@ -313,3 +313,18 @@ def test_shipped_pipeline_finds_its_data_from_another_folder_and_a_missing_file_
         run_pipeline(broken, echo=lambda line: None)
     assert "\n" not in str(error.value) and str(tmp_path) in str(error.value)
     assert not (tmp_path / "out").exists()  # nothing ran, nothing was written
+
+
+def test_a_learning_rate_left_to_the_model_is_not_a_changed_recipe(tmp_path):
+    """A finished stage records the rate the run picked; the pipeline's null (by model) must match it."""
+    from hftk.pipeline import recipe_changed
+    from hftk.recipe import FinetuneRecipe, dump_recipe, load_recipe
+
+    recipe = load_recipe(FinetuneRecipe, "finetune-classification")
+    assert recipe.training.learning_rate is None
+    ran = recipe.model_copy(deep=True)
+    ran.training.learning_rate = 3e-4  # what `hftk finetune` resolved for an hftk encoder
+    (tmp_path / "recipe.yaml").write_text(dump_recipe(ran))
+    assert not recipe_changed(tmp_path, recipe)
+    assert recipe_changed(tmp_path, load_recipe(FinetuneRecipe, "finetune-classification", ["training.learning_rate=1e-3"]))
+    assert recipe_changed(tmp_path, load_recipe(FinetuneRecipe, "finetune-classification", ["training.num_train_epochs=5"]))
