@@ -95,7 +95,7 @@ def write_rows(path: Path, source: Path, n: int, start: int = 0) -> None:
 
 
 def task_of(words: list[str]) -> str | None:
-    return words[2] if words[1:2] in (["finetune"], ["evaluate"]) and len(words) > 2 else None
+    return words[2] if words[1:2] in (["finetune"], ["evaluate"], ["distill"]) and len(words) > 2 else None
 
 
 def prepare(words: list[str], cwd: Path) -> list[str]:
@@ -112,7 +112,7 @@ def prepare(words: list[str], cwd: Path) -> list[str]:
     if words[1:2] == ["pretrain"] and "--resume" in words:  # resume needs an interrupted run: drop the end marker
         out = Path(cwd, words[words.index("-o") + 1])
         (out / "metrics.json").unlink()
-    if words[1:2] in (["pretrain"], ["finetune"], ["evaluate"]):
+    if words[1:2] in (["pretrain"], ["finetune"], ["evaluate"], ["distill"]):
         sets = TINY_PRETRAIN if words[1] == "pretrain" else TINY_FINETUNE
         if words[1] == "pretrain" and not any(w.startswith("data.train_files=") for w in words):
             # Tokenizer training and packing of the whole Austen corpus cost more than the tiny budget
@@ -139,6 +139,33 @@ def make_fixtures(cwd: Path) -> None:
             stage["data"][key] = str(DATA / stage["data"][key].split("/data/", 1)[1])
     (cwd / "my-pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     make_bert_checkpoint(cwd / "path" / "to" / "bert-checkpoint")
+    make_teacher(cwd, cwd / "runs" / "ff-teacher")
+
+
+def make_teacher(cwd: Path, folder: Path) -> None:
+    """The user's fine-tuned 6-layer classifier that the README's `hftk distill` line distils."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    source = cwd / "teacher-base"
+    shutil.copytree(cwd / "path" / "to" / "bert-checkpoint", source)
+    config = BertConfig.from_pretrained(source)
+    config.num_hidden_layers = 6
+    BertForMaskedLM(config).save_pretrained(source)
+    data = DATA / TASK_DATA["classification"]
+    write_rows(cwd / "teacher-train.jsonl", data / "train.jsonl", 32)
+    sets = [*TINY_FINETUNE, f"data.train_file={cwd / 'teacher-train.jsonl'}", f"data.validation_file={cwd / 'teacher-train.jsonl'}"]
+    subprocess.run(
+        [sys.executable, "-m", "hftk", "finetune", "classification", "--model", str(source), "-o", str(folder),
+         *(arg for item in sets for arg in ("--set", item))],
+        cwd=cwd, env=test_env(), check=True, capture_output=True, timeout=1200,
+    )
+
+
+def test_env() -> dict[str, str]:
+    return {
+        **os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
 
 
 def make_bert_checkpoint(folder: Path) -> None:
@@ -160,10 +187,7 @@ def make_bert_checkpoint(folder: Path) -> None:
 @pytest.mark.timeout(3600)  # ~16 runs, a few minutes on an idle 2-core machine; far longer on a busy one
 def test_every_readme_command_runs_as_written(tmp_path):
     make_fixtures(tmp_path)
-    env = {
-        **os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = test_env()
     ran, skipped, seen = [], [], set()
     for command in readme_commands():
         words = shlex.split(command)
@@ -184,6 +208,6 @@ def test_every_readme_command_runs_as_written(tmp_path):
         ran.append(command)
     assert len(ran) >= MIN_RUN, (ran, skipped)
     # The runs the README promises exist where it says.
-    for folder in ("runs/pretrain-default", "runs/pretrain-gpt", "runs/mine", "runs/finetune-qa", "runs/bert-as-hftk"):
+    for folder in ("runs/pretrain-default", "runs/pretrain-gpt", "runs/mine", "runs/finetune-qa", "runs/bert-as-hftk", "runs/ff-student"):
         assert (tmp_path / folder / "config.json").is_file(), folder
     assert (tmp_path / "runs" / "pipeline-tiny" / "report.md").is_file()

@@ -104,7 +104,7 @@ def test_hub_unreachable_is_a_clear_error(bert_tokenizer, monkeypatch):
 
     monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(HftkError, match="could not load data set 'nyu-mll/glue' \\(config 'rte'\\).*--train-file"):
+    with pytest.raises(HftkError, match="could not load data set 'nyu-mll/glue' \\(config 'rte'\\).*--set data.train_file="):
         prepare_glue("rte", bert_tokenizer)
 
 
