@@ -515,8 +515,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             "train_loss": next((r["loss"] for r in reversed(state.log_history) if "loss" in r), None),
             "train_runtime_seconds": state.elapsed_seconds,
             "wall_time_seconds": state.wall_seconds,
-        "train_planned_steps": state.planned_steps,
-        "train_stopped_by": state.stopped_by,
+            "train_planned_steps": state.planned_steps,
+            "train_stopped_by": state.stopped_by,
             "tokens_seen": state.tokens_seen,
         }
     )

@@ -223,6 +223,7 @@ def assert_finished_folder(out: Path, keys: dict[str, tuple[float, float]], n_ev
 # ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_ctrl_c_and_resume_matches_uninterrupted_run(hftk_bert, data, tmp_path):
     """Ctrl-C writes a checkpoint and says how to go on; --resume then ends where an uninterrupted run does."""
     from safetensors.torch import load_file
