@@ -142,9 +142,12 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
         use_cache: bool | None = None,
         logits_to_keep: int | torch.Tensor = 0,
         num_items_in_batch: torch.Tensor | int | None = None,
-        shift_labels: torch.Tensor | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> CausalLMOutputWithPast:
+        # `shift_labels` comes through **kwargs, as in transformers' own causal LMs: a named
+        # parameter would make Trainer count it among the label columns (any name with "label")
+        # and, missing from the batch, evaluate without a loss.
+        shift_labels = kwargs.pop("shift_labels", None)
         out = self.model(
             input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache=use_cache, **kwargs
         )

@@ -27,3 +27,17 @@ def test_shift_labels_are_the_targets(fused):
     torch.testing.assert_close(by_shift, by_labels)
     torch.testing.assert_close(by_shift, F.cross_entropy(logits.reshape(-1, 97), shifted.reshape(-1)), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(only_shift, F.cross_entropy(logits.reshape(-1, 97), other.reshape(-1)), atol=1e-5, rtol=1e-5)
+
+
+def test_trainer_sees_labels_as_the_only_label_column():
+    """Trainer takes every forward parameter named like "label" as a label column and evaluates
+    without a loss when one is missing from the batch (run_clm.py then fails on `eval_loss`):
+    `shift_labels` must come through **kwargs, as in transformers' own causal LMs."""
+    from transformers.utils import find_labels
+
+    import hftk.models as models
+
+    classes = [getattr(models, name) for name in dir(models) if name.startswith("Hftk") and "For" in name]
+    assert HftkGptForCausalLM in classes
+    for cls in classes:
+        assert find_labels(cls) in (["labels"], ["start_positions", "end_positions"]), cls.__name__
