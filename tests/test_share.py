@@ -103,7 +103,9 @@ def test_uploaded_files_load_without_hftk_and_give_the_same_logits(run_folder, t
     result = torch.load(tmp_path / "out.pt")
     with torch.no_grad():
         expected = model(input_ids=result["ids"]).logits
-    assert torch.equal(result["logits"], expected)
+    # Same weights and code; bitwise equality would also need the same thread count in both
+    # processes (the suite's earlier tests change torch's), which is not what this test is about.
+    torch.testing.assert_close(result["logits"], expected, rtol=1e-5, atol=1e-6)
 
 
 def test_model_card_metadata_holds_the_run_metrics(run_folder):
