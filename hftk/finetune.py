@@ -500,6 +500,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     best_record = next((r for r in state.log_history if r["step"] == state.best_step and training.metric_for_best_model in r), None)
     if best_record is not None and state.best_step != state.step and (output_dir / "best").is_dir():
         if is_sharded(accelerator):  # every rank loads its shard of the best weights
+            from hftk.training.checkpoint import read_safetensors
+
             load_full_state_dict(model, read_safetensors(output_dir / "best"))
             evaluator(model)
         else:
@@ -582,15 +584,6 @@ def drop_resume_state(output_dir: Path) -> None:
     shutil.rmtree(checkpoints_dir(output_dir), ignore_errors=True)
     shutil.rmtree(output_dir / "best", ignore_errors=True)
 
-
-
-def read_safetensors(folder: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
-
-    state: dict[str, torch.Tensor] = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        state.update(load_file(file))
-    return state
 
 
 def write_predictions(output_dir: Path, task: TaskData, evaluator: Evaluator, tokenizer, staging: bool = False) -> None:

@@ -97,16 +97,12 @@ def load_model_weights(model, folder: Path) -> None:
     Checkpoints keep the model once, as the loadable folder `model/`; resuming reads the weights
     from there instead of a second copy in Accelerate's own format.
     """
-    import torch
     from peft import PeftModel, set_peft_model_state_dict
-    from safetensors.torch import load_file
 
     from hftk.errors import HftkError
 
     model = getattr(model, "_orig_mod", model)  # torch.compile wrapper
-    state: dict[str, torch.Tensor] = {}
-    for file in sorted(folder.glob("*.safetensors")):
-        state.update(load_file(file))
+    state = read_safetensors(folder)
     if isinstance(model, PeftModel):
         set_peft_model_state_dict(model, state)
         return
@@ -115,3 +111,13 @@ def load_model_weights(model, folder: Path) -> None:
     if unexpected or set(missing) - tied:
         raise HftkError(f"the weights in {folder} do not fit the model: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
+
+
+def read_safetensors(folder: Path) -> dict:
+    """Every tensor of the `*.safetensors` files `save_pretrained` wrote into `folder` (shards merged)."""
+    from safetensors.torch import load_file
+
+    state: dict = {}
+    for file in sorted(folder.glob("*.safetensors")):
+        state.update(load_file(file))
+    return state
