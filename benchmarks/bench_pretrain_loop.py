@@ -86,7 +86,7 @@ def run_bare(steps: int) -> float:
 
 def run_hftk_loop(steps: int, workdir: Path) -> float:
     """The real `hftk pretrain`; its metrics.json tokens/s covers the training steps only."""
-    from hftk.pretrain import pretrain
+    from hftk.commands.pretrain import pretrain
     from hftk.recipe import PretrainRecipe, load_recipe
 
     out = workdir / f"run-{time.monotonic_ns()}"

@@ -95,7 +95,7 @@ def pretrain(
     overrides = [*(set_ or []), *_output_overrides(output_dir, overwrite, push_to_hub, hub_model_id)]
     loaded = load_recipe(PretrainRecipe, recipe or "pretrain-default", overrides)
     _check_push(loaded.output)
-    from hftk.pretrain import pretrain as run_pretrain  # torch & co. only once the recipe is known good
+    from hftk.commands.pretrain import pretrain as run_pretrain  # torch & co. only once the recipe is known good
 
     folder = run_pretrain(loaded, resume=resume)
     _maybe_push(folder, loaded.output)
@@ -171,14 +171,14 @@ def finetune(
     """
     overrides = [*(set_ or []), *_output_overrides(output_dir, overwrite, push_to_hub, hub_model_id)]
     if task == "glue" and glue_task == "all":
-        from hftk.glue_benchmark import run_glue_benchmark
+        from hftk.commands.glue_benchmark import run_glue_benchmark
 
         table = run_glue_benchmark(lambda name: _finetune_recipe(task, recipe, model, name, overrides), resume=resume)
         typer.echo(table)
         return
     loaded = _finetune_recipe(task, recipe, model, glue_task, overrides)
     _check_push(loaded.output)
-    from hftk.finetune import finetune as run_finetune  # torch & co. only once the recipe is known good
+    from hftk.commands.finetune import finetune as run_finetune  # torch & co. only once the recipe is known good
 
     folder = run_finetune(loaded, resume=resume)
     _maybe_push(folder, loaded.output)
@@ -229,7 +229,7 @@ def evaluate(
     """Evaluate a saved model on a task's evaluation data; writes metrics.json and predictions.jsonl."""
     overrides = [*(set_ or []), *_output_overrides(output_dir or Path(model) / "evaluation", False, False, None)]
     loaded = _finetune_recipe(task, recipe, model, glue_task, overrides)
-    from hftk.finetune import finetune as run_finetune
+    from hftk.commands.finetune import finetune as run_finetune
     folder = run_finetune(loaded, evaluate_only=True)
     typer.echo(f"Metrics written to {folder / 'metrics.json'}")
 
@@ -253,7 +253,7 @@ def run_pipeline_command(
     Finished stages are skipped on a re-run; an interrupted stage resumes from its checkpoint.
     Every stage's recipe and data files are checked before the first stage starts.
     """
-    from hftk.pipeline import load_pipeline, run_pipeline
+    from hftk.commands.pipeline import load_pipeline, run_pipeline
 
     overrides = [*(set_ or []), *([f"output_dir={output_dir}"] if output_dir is not None else [])]
     run_pipeline(load_pipeline(pipeline, overrides), overwrite=overwrite, echo=typer.echo)
@@ -314,7 +314,7 @@ def convert(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what the output folder holds.")] = False,
 ) -> None:
     """Convert a transformers BERT/GPT-2 checkpoint into the matching hftk model (same outputs)."""
-    from hftk.convert import convert_checkpoint
+    from hftk.commands.convert import convert_checkpoint
 
     folder = convert_checkpoint(source, output_dir, overwrite=overwrite)
     typer.echo(f"Converted model saved to {folder}")

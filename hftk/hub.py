@@ -21,7 +21,7 @@ from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError, Offl
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from hftk.errors import HftkError
-from hftk.model_card import point_card_at_repo, write_model_card
+from hftk.reporting.model_card import point_card_at_repo, write_model_card
 
 logger = logging.getLogger(__name__)
 

@@ -407,7 +407,7 @@ def resolved_recipe_yaml(name_or_path: str | Path, overrides: list[str] | None =
     raw = read_yaml(path)
     header = f"# {path.name} resolved: every key with the value a run uses (defaults included)\n"
     if "pretrain" in raw and "objective" not in raw:  # an `hftk run` pipeline: each stage's recipe
-        from hftk.pipeline import load_pipeline
+        from hftk.commands.pipeline import load_pipeline
 
         pipeline = load_pipeline(path, overrides or [])
         stages = {"pretrain": pipeline.pretrain.model_dump(mode="json")}

@@ -19,7 +19,7 @@ from accelerate import Accelerator
 
 from hftk.data.tokenizer import save_tokenizer
 from hftk.errors import HftkError
-from hftk.model_card import write_model_card
+from hftk.reporting.model_card import write_model_card
 from hftk.training.checkpoint import latest_checkpoint, write_json_atomic
 from hftk.training.distributed import as_plain_module
 from hftk.training.plots import plot_loss_curve

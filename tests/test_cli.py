@@ -67,7 +67,7 @@ def test_every_shipped_recipe_validates(name):
     path = recipe_paths()[name]
     raw = yaml.safe_load(path.read_text())
     if name.startswith("pipeline-"):  # `hftk run` pipelines: their own schema, every stage's recipe built
-        from hftk.pipeline import load_pipeline
+        from hftk.commands.pipeline import load_pipeline
 
         loaded = load_pipeline(name)
         assert loaded is not None

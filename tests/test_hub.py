@@ -26,7 +26,7 @@ from safetensors.torch import save_file
 
 from hftk.errors import HftkError
 from hftk.hub import check_push_access, push_folder, select_upload_files
-from hftk.model_card import write_model_card
+from hftk.reporting.model_card import write_model_card
 
 TOKEN = "hf_secretTESTtoken0123456789abcdef"
 REPO_RE = re.compile(r"^/api/models/(?P<repo>[^/]+/[^/]+)/(?P<op>branch|preupload|commit)/(?P<rev>[^/]+)$")

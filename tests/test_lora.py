@@ -8,8 +8,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.test_finetune import FAST, assert_one_line_error, data, files, finetune_args, hf_bert, hftk_bert, run_hftk  # noqa: F401
-from tests.test_finetune import bert_tokenizer  # noqa: F401
+from tests.commands.test_finetune import FAST, assert_one_line_error, data, files, finetune_args, hf_bert, hftk_bert, run_hftk  # noqa: F401
+from tests.commands.test_finetune import bert_tokenizer  # noqa: F401
 
 
 def weights(folder) -> dict[str, torch.Tensor]:

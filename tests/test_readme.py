@@ -75,13 +75,13 @@ def skip_reason(words: list[str]) -> str | None:
     if program in ("hf", "huggingface-cli"):
         return "Hub login (network)"
     if program in ("accelerate", "torchrun"):
-        return "several processes / interactive set-up (tests/test_pretrain.py runs two CPU processes)"
+        return "several processes / interactive set-up (tests/commands/test_pretrain.py runs two CPU processes)"
     if program != "hftk":
         return None
     if words[1:2] == ["push"] or "--push-to-hub" in words:
         return "uploads to the Hub (network; tests/test_hub.py drives a local fake Hub)"
     if words[1:3] == ["finetune", "glue"] and not any("train_file" in w for w in words):
-        return "GLUE data from the Hub (network; tests/test_finetune.py runs GLUE on local files)"
+        return "GLUE data from the Hub (network; tests/commands/test_finetune.py runs GLUE on local files)"
     if words[1:3] == ["run", "pipeline-shared"]:
         return "pretrains on the 10 MB shared corpus for minutes; `hftk run pipeline-tiny` runs the same stages"
     return None

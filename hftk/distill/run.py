@@ -2,7 +2,7 @@
 
 `distill(recipe)` checks everything it can before writing (teacher head and fit, student source,
 tokenizers), builds the student (a folder, teacher layers, or a fresh config) in a temporary
-folder, then runs `hftk.finetune.finetune` with a `Distiller`, which adds the teacher's cached
+folder, then runs `hftk.commands.finetune.finetune` with a `Distiller`, which adds the teacher's cached
 outputs to the training rows and trains the student through `DistillationModel`.
 """
 
@@ -125,7 +125,7 @@ class Distiller:
 
     def _teacher_features(self) -> datasets.Dataset:
         """The training rows tokenised for the teacher (classification only: one row per example, same order)."""
-        from hftk.finetune import build_task
+        from hftk.commands.finetune import build_task
 
         return build_task(self.recipe, self.teacher_tokenizer).train
 
@@ -152,7 +152,7 @@ def check_recipe(recipe: DistillRecipe) -> None:
 
 def distill(recipe: DistillRecipe, *, resume: bool = False) -> Path:
     """Distil the teacher into a student on the recipe's task; return the output folder."""
-    from hftk.finetune import finetune
+    from hftk.commands.finetune import finetune
 
     check_recipe(recipe)
     if recipe.training.num_threads:

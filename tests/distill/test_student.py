@@ -7,7 +7,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification
 
 import hftk  # noqa: F401
-from hftk.convert import convert_model
+from hftk.commands.convert import convert_model
 from hftk.distill.student import layer_list_name, select_layers
 from hftk.errors import HftkError
 from hftk.models import HftkBertConfig, HftkBertForSequenceClassification

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.test_finetune import DATA, read_rows, write_rows
+from tests.commands.test_finetune import DATA, read_rows, write_rows
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
@@ -104,7 +104,7 @@ def hftk_gpt_folder(tmp_path_factory, gpt2_tokenizer) -> Path:
 
 @pytest.fixture(scope="module")
 def bert_tokenizer():
-    from tests.test_finetune import minilm_dir
+    from tests.commands.test_finetune import minilm_dir
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(minilm_dir())

@@ -5,7 +5,7 @@ Every multi-process run is 2 CPU processes (gloo) of a tiny model. Equality with
 same global batch is checked on the saved weights: FSDP reduce-scatters gradients in a different
 order than one process sums them, so the weights agree to float32 rounding (observed max |diff|
 1.2e-7 after 6 Adam steps at lr 1e-3); the tolerance is rtol 1e-4 / atol 1e-5, as for the
-2-process DDP test in tests/test_pretrain.py. Kill-and-resume under FSDP must agree to 1e-6.
+2-process DDP test in tests/commands/test_pretrain.py. Kill-and-resume under FSDP must agree to 1e-6.
 Evaluation reads the same 32 validation blocks either way (2 batches of 16, or 2 x 2 batches of 8),
 so the evaluation losses agree too; a split that does not divide evenly would not, because
 Accelerate pads the last batch of every process by repeating samples.
@@ -126,7 +126,7 @@ def test_a_layer_class_the_model_lacks_is_a_one_line_error_naming_the_block():
 
 
 def test_pretrain_checks_the_recipe_model_on_the_meta_device_before_any_data_work():
-    from hftk.pretrain import model_skeleton
+    from hftk.commands.pretrain import model_skeleton
     from hftk.recipe import PretrainRecipe, load_recipe
 
     recipe = load_recipe(PretrainRecipe, "pretrain-gpt", [])

@@ -499,9 +499,9 @@ def trained_stages(pipeline: LoadedPipeline) -> list[str]:
 
 def run_pipeline(pipeline: LoadedPipeline, *, overwrite: bool = False, echo: Echo = print) -> Path:
     """Run every stage (skipping finished ones), write the report, push if asked; return report.md."""
-    from hftk.finetune import finetune
-    from hftk.pretrain import pretrain
-    from hftk.report import write_report
+    from hftk.commands.finetune import finetune
+    from hftk.commands.pretrain import pretrain
+    from hftk.reporting.report import write_report
     from hftk.run_outputs import check_output_dir
 
     check_pipeline_inputs(pipeline)

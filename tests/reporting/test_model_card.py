@@ -12,7 +12,7 @@ from huggingface_hub import ModelCard
 from safetensors.torch import save_file
 
 from hftk.errors import HftkError
-from hftk.model_card import point_card_at_repo, render_model_card, write_model_card
+from hftk.reporting.model_card import point_card_at_repo, render_model_card, write_model_card
 
 CONFIG = {
     "model_type": "hftk_bert",

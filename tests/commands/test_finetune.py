@@ -19,7 +19,7 @@ import pytest
 import torch
 import yaml
 
-SHARED = Path(os.environ.get("HFTK_SHARED_DIR", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
+SHARED = Path(os.environ.get("HFTK_SHARED_DIR", Path(__file__).resolve().parents[2] / ".." / "shared")).resolve()
 DATA = SHARED / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -447,7 +447,7 @@ def test_learning_rate_default_fits_the_model(hftk_bert, hf_bert, data, tmp_path
     import yaml
     from transformers import BertConfig
 
-    from hftk.finetune import default_learning_rate
+    from hftk.commands.finetune import default_learning_rate
     from hftk.models import HftkBertConfig, HftkGptConfig
 
     assert default_learning_rate(HftkBertConfig()) == default_learning_rate(HftkGptConfig()) == 3e-4

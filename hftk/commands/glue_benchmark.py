@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from hftk.errors import HftkError
-from hftk.finetune import finetune
+from hftk.commands.finetune import finetune
 from hftk.recipe import FinetuneRecipe
 from hftk.tasks.glue import get_glue_task
 

@@ -26,7 +26,7 @@ from transformers import (
 )
 
 import hftk  # noqa: F401  (registers the Auto classes)
-from hftk.convert import convert_checkpoint, convert_model
+from hftk.commands.convert import convert_checkpoint, convert_model
 from hftk.errors import HftkError
 from hftk.models import HftkBertModel, HftkGptForCausalLM, HftkGptModel
 

@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from hftk.noise import NOT_ASSESSED, WITHIN, binomial_se, difference_noise, proportion_scale, seed_spread, verdict
+from hftk.reporting.noise import NOT_ASSESSED, WITHIN, binomial_se, difference_noise, proportion_scale, seed_spread, verdict
 
 
 def test_binomial_se_shrinks_p_by_one_success_and_one_failure():

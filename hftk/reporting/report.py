@@ -7,7 +7,7 @@ stage says exactly what the folders hold. Plots: `loss_curves.png` (every stage)
 (the main metric of every task, with the seed spread as error bars where there are seeds) and
 `learning_curve_<stage>.png` for stages with a learning curve.
 
-A difference is only called a gain when it clears the noise (`hftk.noise`): the seed spread
+A difference is only called a gain when it clears the noise (`hftk.reporting.noise`): the seed spread
 where there are several runs, a binomial standard error for proportion-like metrics.
 """
 
@@ -24,12 +24,12 @@ import yaml
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hftk import noise  # noqa: E402
+from hftk.reporting import noise  # noqa: E402
 from hftk.errors import HftkError  # noqa: E402
 from hftk.training.checkpoint import write_json_atomic  # noqa: E402
 
 if TYPE_CHECKING:
-    from hftk.pipeline import LoadedPipeline
+    from hftk.commands.pipeline import LoadedPipeline
 
 # Bookkeeping counts and thresholds are not results; losses are plotted as curves instead.
 NOT_RESULTS = ("loss", "perplexity", "total", "thresh", "samples")
@@ -120,7 +120,7 @@ def _values(folders: list[Path], key: str) -> tuple[list[float], int | None]:
 
 def main_comparisons(pipeline: LoadedPipeline, stages: dict[str, dict]) -> list[dict[str, Any]]:
     """Per task, the main metric: pretrained vs baseline over every whole-training-set run (one, or one per seed)."""
-    from hftk.pipeline import BASELINE_PREFIX
+    from hftk.commands.pipeline import BASELINE_PREFIX
 
     rows = []
     for name, recipe in pipeline.finetune.items():
@@ -167,7 +167,7 @@ def learning_curves(pipeline: LoadedPipeline, stages: dict[str, dict]) -> dict[s
 
 def collect(pipeline: LoadedPipeline) -> tuple[dict[str, Any], dict[str, dict]]:
     """report.json's content: every stage's metrics, and per task the pretrained vs baseline rows."""
-    from hftk.pipeline import BASELINE_PREFIX, PRETRAIN_STAGE, trained_stages
+    from hftk.commands.pipeline import BASELINE_PREFIX, PRETRAIN_STAGE, trained_stages
 
     stages = {name: read_stage(pipeline.stage_dir(name)) for name in trained_stages(pipeline)}
     results = []
@@ -219,7 +219,7 @@ def _save(figure, path: Path) -> None:
 
 def loss_panels(stages: dict[str, dict]) -> dict[str, dict[str, list[dict]]]:
     """Panel title -> {curve label -> log history}: pretraining alone, each task with its baseline."""
-    from hftk.pipeline import BASELINE_PREFIX
+    from hftk.commands.pipeline import BASELINE_PREFIX
 
     panels: dict[str, dict[str, list[dict]]] = {}
     for name, stage in stages.items():

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-SHARED = Path(os.environ.get("HFTK_SHARED_DIR", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
+SHARED = Path(os.environ.get("HFTK_SHARED_DIR", Path(__file__).resolve().parents[2] / ".." / "shared")).resolve()
 
 TINY = [
     "model.config.hidden_size=32",

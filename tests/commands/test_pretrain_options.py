@@ -6,7 +6,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from test_pretrain import corpus, pretrain_args, run_hftk  # noqa: F401  (corpus is a fixture)
+from tests.commands.test_pretrain import corpus, pretrain_args, run_hftk  # noqa: F401  (corpus is a fixture)
 
 
 @pytest.mark.slow

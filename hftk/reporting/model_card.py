@@ -7,7 +7,7 @@ metadata goes through `huggingface_hub.ModelCardData`/`EvalResult` so the Hub pa
 
 Only evaluation scores go into `model-index` (the Hub shows them as benchmark results), each
 with the data it was measured on; training facts (throughput, wall time, tokens, parameters)
-go into the card's text. The licence and the data names come from `hftk.provenance`.
+go into the card's text. The licence and the data names come from `hftk.reporting.provenance`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from huggingface_hub import EvalResult, ModelCard, ModelCardData
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from hftk.errors import HftkError
-from hftk.provenance import DataRef, default_license, run_data
+from hftk.reporting.provenance import DataRef, default_license, run_data
 
 # Architecture suffix -> (pipeline tag, transformers Auto class). Checked in order.
 HEADS: list[tuple[str, str, str]] = [
@@ -287,7 +287,7 @@ def render_model_card(
     id in the usage snippet (default: the local folder; `push_folder` swaps in the repo id).
     `model_name` titles the card and the model-index (default: repo name, else folder name; a
     hidden staging folder such as `run/.final.tmp` counts as its parent `run`). The training and
-    evaluation data and the licence are read from `recipe.yaml` (`hftk.provenance`); `datasets`
+    evaluation data and the licence are read from `recipe.yaml` (`hftk.reporting.provenance`); `datasets`
     and `license` override them.
     """
     folder = Path(folder)

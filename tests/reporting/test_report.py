@@ -6,8 +6,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hftk.pipeline import load_pipeline
-from hftk.report import write_report
+from hftk.commands.pipeline import load_pipeline
+from hftk.reporting.report import write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"
 

@@ -25,7 +25,7 @@ from hftk.data.tokenizer import load_tokenizer
 from hftk.errors import HftkError
 from hftk.lora import apply_lora, fresh_modules, save_lora_outputs
 from hftk.models import MODEL_TYPES
-from hftk.pretrain import flat_config
+from hftk.commands.pretrain import flat_config
 from hftk.recipe import FinetuneRecipe, dump_recipe
 from hftk.run_outputs import (
     check_device_settings,
