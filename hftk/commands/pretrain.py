@@ -14,17 +14,17 @@ from pathlib import Path
 
 import datasets
 import torch
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import DataLoaderConfiguration
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM, PreTrainedModel
+from transformers import AutoConfig, PreTrainedModel
 
 from hftk.data.corpus import load_text_corpus
-from hftk.data.masking import mask_tokens
 from hftk.data.packing import tokenize_and_pack
-from hftk.data.tokenizer import continuation_mask, load_tokenizer, train_tokenizer
+from hftk.data.tokenizer import load_tokenizer, train_tokenizer
 from hftk.errors import HftkError
 from hftk.models import MODEL_TYPES
+from hftk.objectives import AUTO_CLASSES, make_objective
 from hftk.recipe import PretrainRecipe, dump_recipe
 from hftk.run_outputs import (
     check_device_settings,
@@ -42,9 +42,6 @@ from hftk.training.distributed import (
 )
 from hftk.training.loop import TrainingHooks, train
 
-MASK_SEED_STRIDE = 1_000_003
-
-
 def build_tokenizer(recipe: PretrainRecipe, corpus: datasets.DatasetDict, resume_from: Path | None):
     """Reuse the recipe's tokenizer, the one saved with the checkpoint being resumed, or train one."""
     if resume_from is not None:
@@ -61,7 +58,7 @@ def build_tokenizer(recipe: PretrainRecipe, corpus: datasets.DatasetDict, resume
 
 
 def build_model(recipe: PretrainRecipe, tokenizer) -> PreTrainedModel:
-    auto_class = AutoModelForMaskedLM if recipe.objective == "mlm" else AutoModelForCausalLM
+    auto_class = AUTO_CLASSES[recipe.objective]
     if recipe.model.name_or_path:
         model = auto_class.from_pretrained(recipe.model.name_or_path, attn_implementation=recipe.model.attn_implementation)
         if model.config.vocab_size < len(tokenizer):
@@ -84,7 +81,7 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> PreTrainedModel:
 
 def model_skeleton(recipe: PretrainRecipe) -> PreTrainedModel:
     """The recipe's model on the meta device (no weights, no memory): its layer classes, before any data work."""
-    auto_class = AutoModelForMaskedLM if recipe.objective == "mlm" else AutoModelForCausalLM
+    auto_class = AUTO_CLASSES[recipe.objective]
     if recipe.model.name_or_path:
         config = AutoConfig.from_pretrained(recipe.model.name_or_path)
     else:
@@ -154,11 +151,7 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         )
     eval_loader = accelerator.prepare(eval_loader)
 
-    objective = (
-        MaskedLanguageModelling(recipe, tokenizer, accelerator, sparse=model.config.model_type == "hftk_bert")
-        if recipe.objective == "mlm"
-        else CausalLanguageModelling()
-    )
+    objective = make_objective(recipe, tokenizer, accelerator, model)
 
     def evaluate(model) -> dict[str, float]:
         model.eval()
@@ -223,60 +216,6 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     accelerator.wait_for_everyone()
     accelerator.end_training()  # also ends the process group, or gloo processes abort at exit
     return output_dir
-
-
-class MaskedLanguageModelling:
-    """Dynamic masking per batch, reproducible: the generator is re-seeded from (seed, batch, rank).
-
-    `sparse`: ask an hftk encoder for sparse prediction (the vocabulary decoder on masked
-    positions only) in training and evaluation alike; its logits are never looked at here.
-    """
-
-    def __init__(self, recipe: PretrainRecipe, tokenizer, accelerator: Accelerator, sparse: bool = False) -> None:
-        self.sparse = sparse
-        self.probability = recipe.data.mlm_probability
-        self.seed = recipe.training.seed
-        self.rank = accelerator.process_index
-        self.mask_token_id = tokenizer.mask_token_id
-        self.vocab_size = len(tokenizer)
-        self.special_token_ids = tokenizer.all_special_ids
-        self.continuation = continuation_mask(tokenizer) if recipe.data.whole_word_mask else None
-        self.generator = torch.Generator()
-        if self.mask_token_id is None:
-            raise HftkError("the tokenizer has no mask token: MLM needs one (use a WordPiece tokenizer)")
-
-    def prepare(self, batch: dict, index: int, evaluation: bool = False) -> dict:
-        stream = 1 if evaluation else 0  # evaluation masks are fixed, so eval losses compare across steps
-        self.generator.manual_seed(((self.seed * 2 + stream) * MASK_SEED_STRIDE + index) * 64 + self.rank)
-        input_ids = batch["input_ids"]
-        masked, labels = mask_tokens(
-            input_ids.cpu(),
-            probability=self.probability,
-            mask_token_id=self.mask_token_id,
-            vocab_size=self.vocab_size,
-            special_token_ids=self.special_token_ids,
-            generator=self.generator,
-            continuation=self.continuation,
-        )
-        prepared = {"input_ids": masked.to(input_ids.device), "labels": labels.to(input_ids.device)}
-        return {**prepared, "sparse_prediction": True} if self.sparse else prepared
-
-    @staticmethod
-    def count_targets(batch: dict) -> int:
-        return int((batch["labels"] != -100).sum())
-
-
-class CausalLanguageModelling:
-    """Labels are the inputs; the model shifts them, so each block has length-1 targets."""
-
-    @staticmethod
-    def prepare(batch: dict, index: int, evaluation: bool = False) -> dict:
-        return {"input_ids": batch["input_ids"], "labels": batch["input_ids"]}
-
-    @staticmethod
-    def count_targets(batch: dict) -> int:
-        labels = batch["labels"]
-        return int(labels.shape[0] * (labels.shape[1] - 1))
 
 
 def flat_config(recipe) -> dict:

@@ -1,0 +1,54 @@
+"""Masked language modelling (BERT): predict 15 % of the tokens, masked 80/10/10, from both sides."""
+
+from __future__ import annotations
+
+import torch
+from accelerate import Accelerator
+
+from hftk.data.masking import mask_tokens
+from hftk.data.tokenizer import continuation_mask
+from hftk.errors import HftkError
+from hftk.recipe import PretrainRecipe
+
+MASK_SEED_STRIDE = 1_000_003
+
+
+class MaskedLanguageModelling:
+    """Dynamic masking per batch, reproducible: the generator is re-seeded from (seed, batch, rank).
+
+    `sparse`: ask an hftk encoder for sparse prediction (the vocabulary decoder on masked
+    positions only) in training and evaluation alike; its logits are never looked at here.
+    """
+
+    def __init__(self, recipe: PretrainRecipe, tokenizer, accelerator: Accelerator, sparse: bool = False) -> None:
+        self.sparse = sparse
+        self.probability = recipe.data.mlm_probability
+        self.seed = recipe.training.seed
+        self.rank = accelerator.process_index
+        self.mask_token_id = tokenizer.mask_token_id
+        self.vocab_size = len(tokenizer)
+        self.special_token_ids = tokenizer.all_special_ids
+        self.continuation = continuation_mask(tokenizer) if recipe.data.whole_word_mask else None
+        self.generator = torch.Generator()
+        if self.mask_token_id is None:
+            raise HftkError("the tokenizer has no mask token: MLM needs one (use a WordPiece tokenizer)")
+
+    def prepare(self, batch: dict, index: int, evaluation: bool = False) -> dict:
+        stream = 1 if evaluation else 0  # evaluation masks are fixed, so eval losses compare across steps
+        self.generator.manual_seed(((self.seed * 2 + stream) * MASK_SEED_STRIDE + index) * 64 + self.rank)
+        input_ids = batch["input_ids"]
+        masked, labels = mask_tokens(
+            input_ids.cpu(),
+            probability=self.probability,
+            mask_token_id=self.mask_token_id,
+            vocab_size=self.vocab_size,
+            special_token_ids=self.special_token_ids,
+            generator=self.generator,
+            continuation=self.continuation,
+        )
+        prepared = {"input_ids": masked.to(input_ids.device), "labels": labels.to(input_ids.device)}
+        return {**prepared, "sparse_prediction": True} if self.sparse else prepared
+
+    @staticmethod
+    def count_targets(batch: dict) -> int:
+        return int((batch["labels"] != -100).sum())
