@@ -124,7 +124,7 @@ class OutputSection(Section):
         None,
         pattern=r"^[a-z0-9][a-z0-9.+-]*$",
         description="the model card's licence (a Hub licence id such as apache-2.0, mit, cc-by-4.0, other); "
-        "default: what the data allows (see hftk/provenance.py)",
+        "default: what the data allows (see hftk/reporting/provenance.py)",
     )
 
 
