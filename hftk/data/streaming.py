@@ -27,7 +27,14 @@ import datasets
 import torch
 from datasets.distributed import split_dataset_by_node
 
-from hftk.data.corpus import _PATHS, _builder_for, _name_files, _non_blank, _sniff, resolve_files
+from hftk.data.corpus import (
+    _PATHS,
+    _builder_for,
+    _name_files,
+    _non_blank,
+    _sniff,
+    resolve_files,
+)
 from hftk.data.packing import _separator_id, _tokenize_lines, group_texts
 from hftk.errors import HftkError
 
