@@ -57,6 +57,11 @@ class PretrainDataSection(Section):
     mlm_probability: float = Field(0.15, gt=0, lt=1)
     whole_word_mask: bool = False
     preprocessing_num_workers: int | None = Field(None, ge=1)
+    streaming: bool = Field(False, description="read, tokenize and pack the corpus on the fly instead of caching it")
+    shuffle_buffer_size: int = Field(10_000, ge=1, description="streaming: blocks in the seeded shuffle buffer (1: no shuffle)")
+    tokenizer_sample_lines: int = Field(
+        100_000, ge=1, description="streaming: the tokenizer is trained on the stream's first N non-empty lines"
+    )
 
     _lists = field_validator("train_files", "validation_files", mode="before")(_as_list)
 
@@ -160,6 +165,7 @@ class PretrainRecipe(Section):
             MODEL_TYPES[self.model.type](**self.model.config)
         except (ValueError, TypeError) as error:
             raise ValueError(f"model.config: {str(error).splitlines()[0]}") from None
+        _check_streaming(self)
         positions = self.model.config.get("max_position_embeddings")
         if positions is None and self.model.name_or_path is None:
             positions = config_fields["max_position_embeddings"].default
@@ -169,6 +175,28 @@ class PretrainRecipe(Section):
                 f"({positions}); lower the first or raise the second"
             )
         return self
+
+
+def _check_streaming(recipe: PretrainRecipe) -> None:
+    """`data.streaming` reads the corpus once, front to back: refuse what needs all of it first."""
+    data, training = recipe.data, recipe.training
+    if not data.streaming:
+        stray = sorted({"shuffle_buffer_size", "tokenizer_sample_lines"} & data.model_fields_set)
+        if stray:
+            raise ValueError(f"data.{stray[0]} is only used with data.streaming: true; set that or drop data.{stray[0]}")
+        return
+    if not (training.max_steps or training.max_tokens) or training.num_train_epochs is not None:
+        raise ValueError(
+            "data.streaming needs training.max_steps or training.max_tokens, not training.num_train_epochs "
+            "(a streamed corpus has no length to count epochs in)"
+        )
+    if not data.validation_files and data.dataset_name is None:
+        raise ValueError(
+            "data.streaming needs data.validation_files: holding out data.validation_split_percentage of the lines "
+            "needs the whole corpus"
+        )
+    if data.preprocessing_num_workers is not None:
+        raise ValueError("data.preprocessing_num_workers is for the cached path; drop it with data.streaming (tokenized on the fly)")
 
 
 class FinetuneDataSection(Section):

@@ -19,6 +19,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, PreTrainedModel
 
+from hftk.commands.pretrain_stream import streaming_data
 from hftk.data.corpus import load_text_corpus
 from hftk.data.packing import tokenize_and_pack
 from hftk.data.tokenizer import load_tokenizer, train_tokenizer
@@ -115,7 +116,9 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     set_seed(training.seed)
 
     with accelerator.main_process_first():
-        corpus = load_text_corpus(
+        if data.streaming:
+            tokenizer, stream_loader, validation = streaming_data(recipe, accelerator, resume_from, build_tokenizer)
+        corpus = None if data.streaming else load_text_corpus(
             data.train_files or None,
             dataset_name=data.dataset_name,
             dataset_config=data.dataset_config,
@@ -124,8 +127,9 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
             validation_split_percentage=data.validation_split_percentage,
             seed=training.seed,
         )
-        tokenizer = build_tokenizer(recipe, corpus, resume_from)
-        packed = {
+        if corpus is not None:
+            tokenizer = build_tokenizer(recipe, corpus, resume_from)
+        packed = {"validation": validation} if corpus is None else {
             split: tokenize_and_pack(
                 corpus[split],
                 tokenizer,
@@ -139,12 +143,16 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     model = build_model(recipe, tokenizer)
     accelerator.print(
         f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f} M parameters, "
-        f"{len(packed['train'])} training blocks of {data.max_seq_length} tokens"
+        + ("training blocks" if data.streaming else f"{len(packed['train'])} training blocks")
+        + f" of {data.max_seq_length} tokens{', streamed' if data.streaming else ''}"
     )
 
-    train_loader = DataLoader(packed["train"], batch_size=training.per_device_train_batch_size, shuffle=True, drop_last=True)
+    if data.streaming:
+        train_loader = stream_loader
+    else:
+        train_loader = DataLoader(packed["train"], batch_size=training.per_device_train_batch_size, shuffle=True, drop_last=True)
     eval_loader = DataLoader(packed["validation"], batch_size=training.per_device_eval_batch_size)
-    if len(train_loader) == 0:
+    if not data.streaming and len(train_loader) == 0:
         raise HftkError(
             f"only {len(packed['train'])} training blocks, fewer than one batch of "
             f"{training.per_device_train_batch_size}: lower training.per_device_train_batch_size or add text"
