@@ -13,6 +13,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.training.test_distributed import free_port
 from hftk.errors import HftkError
 from hftk.recipe import PretrainRecipe, load_recipe
 from tests.commands.test_pretrain import SHARED, pretrain_args, run_hftk
@@ -83,7 +84,7 @@ def test_two_processes_stream_the_blocks_of_one(stream_corpus, reference, tmp_pa
     two = tmp_path / "two"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29534", "-m", "hftk",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "hftk",
          *stream_args(stream_corpus, two, "training.per_device_train_batch_size=4", "training.save_steps=100")],
         check=False, capture_output=True, text=True, env=env, timeout=300,
     )

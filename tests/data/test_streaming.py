@@ -15,6 +15,7 @@ import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
+from tests.training.test_distributed import free_port
 from hftk.data.streaming import (
     StreamingLoader,
     load_text_stream,
@@ -155,7 +156,7 @@ def test_two_processes_get_disjoint_blocks_covering_the_stream(corpus, tmp_path)
     (tmp_path / "rank.py").write_text(RANK_SCRIPT, encoding="utf-8")
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_DATASETS_OFFLINE": "1", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
          str(tmp_path / "rank.py"), str(single), str(tmp_path)],
         check=False, capture_output=True, text=True, env=env, timeout=180,
     )
