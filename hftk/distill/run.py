@@ -121,7 +121,7 @@ class Distiller:
         pairs = None
         if settings.hidden_weight > 0:
             pairs = layer_map(model.config.num_hidden_layers, self.teacher.config.num_hidden_layers, recipe.student.layers)
-        return DistillationModel(
+        wrapped = DistillationModel(
             model,
             self.kind,
             temperature=settings.temperature,
@@ -131,6 +131,9 @@ class Distiller:
             teacher=self.teacher if settings.hidden_weight > 0 else None,
             layer_pairs=pairs,
         )
+        if wrapped.projection is not None:  # trained with the student: --resume must restore it
+            accelerator.register_for_checkpointing(wrapped.projection)
+        return wrapped
 
     def _perturbed_copies(self, text: str, pair: str | None, accelerator: Accelerator) -> datasets.Dataset:
         """TinyBERT's augmentation of the training texts (the same rows `build_task` trains on)."""
@@ -212,6 +215,7 @@ def distill(recipe: DistillRecipe, *, resume: bool = False) -> Path:
         elif student.layers:
             folder = str(write_layer_selection(teacher, list(student.layers), teacher_tokenizer, Path(scratch)))
         else:
+            torch.manual_seed(recipe.training.seed)  # a fresh student's random init is the seed's, run after run
             folder = str(write_fresh_student(dict(student.config), teacher_tokenizer, recipe.data.max_seq_length, Path(scratch)))
         run_recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"name_or_path": folder})})
         distiller = Distiller(recipe, teacher, teacher_tokenizer, student_tokenizer, folder, proposer)
