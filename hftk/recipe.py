@@ -133,6 +133,16 @@ class OutputSection(Section):
     )
 
 
+class PretrainDistillSection(Section):
+    """General distillation (`hftk.objectives.distill`): a same-objective teacher's soft targets over the vocabulary."""
+
+    teacher: str | None = Field(None, description="a masked-LM (objective mlm) or causal-LM (clm) folder; the student uses its tokenizer")
+    temperature: float = Field(2.0, gt=0, description="T: softens both distributions; the soft loss is scaled by T²")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the soft targets; 1 − alpha weights the MLM/CLM loss")
+    hidden_weight: float = Field(0.0, ge=0, description="weight of the hidden-state MSE (learned projection when widths differ)")
+    student_layers: list[int] | None = Field(None, description="initialise the student from these teacher layers (model.config empty)")
+
+
 class PretrainRecipe(Section):
     """`hftk pretrain`: objective, model, tokenizer, data, training and output."""
 
@@ -142,6 +152,7 @@ class PretrainRecipe(Section):
     data: PretrainDataSection = Field(default_factory=PretrainDataSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
     output: OutputSection = Field(default_factory=OutputSection)
+    distill: PretrainDistillSection = Field(default_factory=PretrainDistillSection)
 
     @model_validator(mode="after")
     def _consistent(self) -> PretrainRecipe:
