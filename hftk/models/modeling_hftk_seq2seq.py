@@ -170,7 +170,9 @@ class HftkSeq2SeqDecoder(HftkSeq2SeqPreTrainedModel):
         self_cache = past_key_values.self_attention_cache if past_key_values is not None else None
         past_length = self_cache.get_seq_length() if self_cache is not None else 0
         if position_ids is None:
-            position_ids = torch.arange(past_length, past_length + length, device=reference.device)[None]
+            # arange(length) + past, not arange(past, past + length): under compile with a static cache
+            # the past length is data-dependent, and only this form traces with a static shape
+            position_ids = (torch.arange(length, device=reference.device) + past_length)[None]
 
         x = self.embeddings(input_ids, inputs_embeds, position_ids, None)
         rotary = self.rotary(position_ids, torch.float32) if self.rotary is not None else None
