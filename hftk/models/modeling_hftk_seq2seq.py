@@ -29,6 +29,7 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_hftk import HftkSeq2SeqConfig
+from .pipeline_hftk_seq2seq import CUSTOM_PIPELINES
 from .modeling_hftk import (
     Block,
     CrossAttention,
@@ -67,6 +68,12 @@ class HftkSeq2SeqPreTrainedModel(HftkPreTrainedModel):
         "AutoModel": "modeling_hftk_seq2seq.HftkSeq2SeqModel",
         "AutoModelForSeq2SeqLM": "modeling_hftk_seq2seq.HftkSeq2SeqForConditionalGeneration",
     }
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        # transformers 5 removed the translation/summarization/text2text pipelines; the config names
+        # hftk's (copied beside this file, as a relative import) for `pipeline(task, trust_remote_code=True)`.
+        self.config.custom_pipelines = CUSTOM_PIPELINES
+        return super().save_pretrained(save_directory, *args, **kwargs)
 
     def get_expanded_tied_weights_keys(self, all_submodels: bool = False) -> dict:
         """Two independent ties: source/target token tables (`share_embeddings`) and the output

@@ -180,3 +180,27 @@ def test_separate_source_and_target_tables_and_untied_output():
     assert model.lm_head.weight.data_ptr() != tables[1].data_ptr()
     shared = build(HftkSeq2SeqModel, tiny_seq2seq_config(tie_word_embeddings=False))
     assert shared.encoder.embeddings.word_embeddings.weight is shared.decoder.embeddings.word_embeddings.weight
+
+
+def test_translation_summarization_and_text2text_pipelines_decode_what_generate_gives(bert_tokenizer, tmp_path):
+    """transformers 5 removed these pipelines; the saved config names hftk's for them (custom_pipelines)."""
+    from transformers import pipeline
+
+    config = tiny_seq2seq_config(
+        vocab_size=len(bert_tokenizer), max_position_embeddings=128, initializer_range=0.2,
+        pad_token_id=0, bos_token_id=101, eos_token_id=102, decoder_start_token_id=101,
+    )
+    model = build(HftkSeq2SeqForConditionalGeneration, config)
+    model.save_pretrained(tmp_path)
+    bert_tokenizer.save_pretrained(tmp_path)
+    text = "The quick brown fox jumps over the lazy dog near the river bank."
+    encoded = bert_tokenizer("translate: " + text, return_tensors="pt")
+    expected = bert_tokenizer.decode(
+        model.generate(encoded["input_ids"], attention_mask=encoded["attention_mask"], max_new_tokens=6, num_beams=2)[0],
+        skip_special_tokens=True,
+    )
+    assert expected.strip()
+    for task, key in [("translation", "translation_text"), ("summarization", "summary_text"),
+                      ("text2text-generation", "generated_text")]:
+        pipe = pipeline(task, model=str(tmp_path), trust_remote_code=True, max_new_tokens=6, num_beams=2)
+        assert pipe(text, prefix="translate: ") == [{key: expected}], task
