@@ -29,6 +29,7 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_hftk import HftkSeq2SeqConfig
+from .modeling_hftk_gpt import HftkGptForCausalLM
 from .pipeline_hftk_seq2seq import CUSTOM_PIPELINES
 from .modeling_hftk import (
     Block,
@@ -303,11 +304,17 @@ class HftkSeq2SeqForConditionalGeneration(HftkSeq2SeqPreTrainedModel, Generation
     """
 
     _tied_weights_keys = {"lm_head.weight": "model.decoder.embeddings.word_embeddings.weight"}
+    # Decoding a few rows eagerly without grad reads the vocabulary projection from a transposed
+    # copy of its weight, exactly as hftk_gpt does (see HftkGptForCausalLM; about 2x faster on CPU).
+    _decode_max_rows = HftkGptForCausalLM._decode_max_rows
+    _project = HftkGptForCausalLM._project
 
     def __init__(self, config: HftkSeq2SeqConfig) -> None:
         super().__init__(config)
         self.model = HftkSeq2SeqModel(config)
         self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=config.lm_head_bias)
+        self._decode_weight: torch.Tensor | None = None
+        self._decode_weight_key: tuple | None = None
         self.post_init()
 
     def get_output_embeddings(self) -> nn.Linear:
@@ -376,7 +383,7 @@ class HftkSeq2SeqForConditionalGeneration(HftkSeq2SeqPreTrainedModel, Generation
                 hidden = hidden[:, -logits_to_keep:]
             elif isinstance(logits_to_keep, torch.Tensor):
                 hidden = hidden[:, logits_to_keep]
-            logits = self.lm_head(hidden)
+            logits = self._project(hidden)
             if labels is not None:
                 loss = self._loss(logits, labels, num_items_in_batch)
         return Seq2SeqLMOutput(
