@@ -191,6 +191,10 @@ class SelfAttention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)
+        if q.dtype == torch.bfloat16 and self.config._attn_implementation == "sdpa" and _slow_bf16_sdpa(q.device):
+            # Without AMX, PyTorch's bf16 flash-attention kernel (forward + backward) is ~1.4x slower
+            # than the float32 one plus these casts; out_proj casts back (benchmarks/PROFILE.md).
+            q, k, v = q.float(), k.float(), v.float()
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
@@ -204,7 +208,12 @@ class SelfAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        return self.out_proj(out.reshape(batch, length, -1)), weights
+        return self.out_proj(out.reshape(batch, length, -1).to(qkv.dtype)), weights
+
+
+def _slow_bf16_sdpa(device: torch.device) -> bool:
+    """A CPU without AMX tiles: bf16 matmuls there run on AVX-512, where float32 attention wins."""
+    return device.type == "cpu" and not torch.cpu._is_amx_tile_supported()
 
 
 class FeedForward(nn.Module):
