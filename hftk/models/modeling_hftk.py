@@ -211,9 +211,13 @@ class SelfAttention(nn.Module):
         return self.out_proj(out.reshape(batch, length, -1).to(qkv.dtype)), weights
 
 
+# Read once: a plain bool is free per call and constant under torch.compile.
+_CPU_HAS_AMX = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
 def _slow_bf16_sdpa(device: torch.device) -> bool:
     """A CPU without AMX tiles: bf16 matmuls there run on AVX-512, where float32 attention wins."""
-    return device.type == "cpu" and not torch.cpu._is_amx_tile_supported()
+    return device.type == "cpu" and not _CPU_HAS_AMX
 
 
 class FeedForward(nn.Module):
