@@ -25,8 +25,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_models  # noqa: E402
-from hftk.models import modeling_hftk  # noqa: E402
+import bench_models
+
+from hftk.models import modeling_hftk
 
 LEVERS = ["sdpa-bf16", "optimizer-foreach", "optimizer-forloop", "threads-1", "compile"]
 

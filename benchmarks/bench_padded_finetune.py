@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -33,7 +32,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from transformers import (  # noqa: E402
+from transformers import (
     AutoTokenizer,
     DataCollatorForTokenClassification,
     DataCollatorWithPadding,
@@ -41,12 +40,13 @@ from transformers import (  # noqa: E402
     ModernBertForSequenceClassification,
     ModernBertForTokenClassification,
 )
-from transformers.trainer_pt_utils import LengthGroupedSampler  # noqa: E402
-from transformers.utils import logging as hf_logging  # noqa: E402
+from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_models  # noqa: E402
-from hftk.models import (  # noqa: E402
+import bench_models
+
+from hftk.models import (
     HftkBertConfig,
     HftkBertForSequenceClassification,
     HftkBertForTokenClassification,

@@ -30,8 +30,9 @@ from torch.profiler import ProfilerActivity, profile, record_function
 from torch.utils.flop_counter import FlopCounterMode, mm_flop
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_models  # noqa: E402
-from hftk.models import modeling_hftk_bert, modeling_hftk_gpt  # noqa: E402
+import bench_models
+
+from hftk.models import modeling_hftk_bert, modeling_hftk_gpt
 
 BUCKETS = ["LM head + loss", "optimizer", "GEMM", "attention", "norms", "elementwise / activations",
            "copies / reshapes / indexing", "other ops", "framework overhead"]
@@ -111,7 +112,7 @@ def measured_peak(dtype: str, size: int = 2048, repeats: int = 5) -> float:
     return 2 * size**3 / best
 
 
-def profile_model(name: str, model, batch, dtype: str, steps: int, warmup: int) -> tuple[list[str], dict]:
+def profile_model(name: str, model, batch, dtype: str, steps: int, warmup: int) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     model.train()
     with labelled_loss():

@@ -11,7 +11,10 @@ from datasets import Dataset
 from torch.utils.data import DataLoader
 
 from hftk.errors import HftkError
-from hftk.training.length_grouping import EpochSeededLengthGroupedSampler, example_lengths
+from hftk.training.length_grouping import (
+    EpochSeededLengthGroupedSampler,
+    example_lengths,
+)
 
 BATCH = 8
 
@@ -58,7 +61,7 @@ def test_accelerate_resume_mid_epoch_sees_the_batches_an_uninterrupted_run_sees(
     def loader():
         accelerator = Accelerator(cpu=True, dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True))
         sampler = EpochSeededLengthGroupedSampler(BATCH, sizes, seed=7)
-        collate = lambda rows: [r["n"] for r in rows]  # noqa: E731
+        collate = lambda rows: [r["n"] for r in rows]
         return accelerator, accelerator.prepare(DataLoader(data, batch_size=BATCH, sampler=sampler, collate_fn=collate))
 
     accelerator, uninterrupted = loader()
