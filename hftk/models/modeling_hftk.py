@@ -8,6 +8,7 @@ Shapes: B batch, T query length, S key length (T + cached tokens), H heads, D he
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -191,23 +192,26 @@ class SelfAttention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)
-        if q.dtype == torch.bfloat16 and self.config._attn_implementation == "sdpa" and _slow_bf16_sdpa(q.device):
+        upcast = q.dtype == torch.bfloat16 and self.config._attn_implementation == "sdpa" and _slow_bf16_sdpa(q.device)
+        if upcast:
             # Without AMX, PyTorch's bf16 flash-attention kernel (forward + backward) is ~1.4x slower
-            # than the float32 one plus these casts; out_proj casts back (benchmarks/PROFILE.md).
+            # than the float32 one plus these casts; autocast (which would cast SDPA's inputs back to
+            # bf16) is off for the call, and out_proj casts the output back (benchmarks/PROFILE.md).
             q, k, v = q.float(), k.float(), v.float()
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        out, weights = attention(
-            self,
-            q,
-            k,
-            v,
-            attention_mask,
-            dropout=self.attention_dropout if self.training else 0.0,
-            scaling=self.scaling,
-            **kwargs,
-        )
+        with torch.autocast(q.device.type, enabled=False) if upcast else nullcontext():
+            out, weights = attention(
+                self,
+                q,
+                k,
+                v,
+                attention_mask,
+                dropout=self.attention_dropout if self.training else 0.0,
+                scaling=self.scaling,
+                **kwargs,
+            )
         return self.out_proj(out.reshape(batch, length, -1).to(qkv.dtype)), weights
 
 
