@@ -1,7 +1,7 @@
 """Training batches of similar length: less padding in fine-tuning, where examples vary in length.
 
 A batch is padded to its longest example, so random batches of short and long texts spend much
-of each step on padding (fine_foods at 128 tokens: 56 % of the positions are real). transformers'
+of each step on padding (fine_foods at 128 tokens, batch 32: 60 % of the positions are real). transformers'
 `LengthGroupedSampler` (what `Trainer`'s `group_by_length` uses) shuffles, then sorts by length
 within mega-batches of 50 batches. It draws from one generator across epochs; here the generator
 is reseeded from (seed, epoch) at each epoch, which Accelerate's data loader announces through
