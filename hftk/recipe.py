@@ -255,6 +255,9 @@ class FinetuneTrainingSection(TrainingSection):
     learning_rate: float | None = Field(
         None, gt=0, description="peak LR; null: by model (hftk's pre-LN encoders 3e-4, other checkpoints 1e-4)"
     )
+    group_by_length: bool = Field(
+        False, description="batch examples of similar length (transformers' LengthGroupedSampler): less padding, faster steps"
+    )
 
 
 class GenerationSection(Section):

@@ -389,6 +389,16 @@ class Evaluator:
         return texts
 
 
+def train_order(task: TaskData, training) -> dict[str, Any]:
+    """The training loader's order: shuffled, or grouped by length (`training.group_by_length`)."""
+    if not training.group_by_length:
+        return {"shuffle": True}
+    from hftk.training.length_grouping import EpochSeededLengthGroupedSampler, example_lengths
+
+    lengths = example_lengths(task.train)
+    return {"sampler": EpochSeededLengthGroupedSampler(training.per_device_train_batch_size, lengths, training.seed)}
+
+
 def concat_padded(arrays: list[np.ndarray]) -> np.ndarray:
     """Concatenate batch outputs; token-level outputs are zero-padded to the longest sequence."""
     if arrays and arrays[0].ndim >= 2:
@@ -480,7 +490,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         training.metric_for_best_model = f"eval_{task.main_metric}"
         training.greater_is_better = task.greater_is_better
     train_loader = DataLoader(
-        task.train, batch_size=training.per_device_train_batch_size, shuffle=True, collate_fn=task.collator
+        task.train, batch_size=training.per_device_train_batch_size, collate_fn=task.collator, **train_order(task, training)
     )
 
     def save_model(model, folder: Path, state_dict: dict | None = None) -> None:

@@ -8,6 +8,7 @@ Shapes: B batch, T query length, S key length (T + cached tokens), H heads, D he
 
 import math
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -205,20 +206,36 @@ class SelfAttention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)
+        upcast = q.dtype == torch.bfloat16 and self.config._attn_implementation == "sdpa" and _slow_bf16_sdpa(q.device)
+        if upcast:
+            # Without AMX, PyTorch's bf16 flash-attention kernel (forward + backward) is ~1.4x slower
+            # than the float32 one plus these casts; autocast (which would cast SDPA's inputs back to
+            # bf16) is off for the call, and out_proj casts the output back (benchmarks/PROFILE.md).
+            q, k, v = q.float(), k.float(), v.float()
         attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
-        out, weights = attention(
-            self,
-            q,
-            k,
-            v,
-            attention_mask,
-            dropout=self.attention_dropout if self.training else 0.0,
-            scaling=self.scaling,
-            **kwargs,
-        )
-        return self.out_proj(out.reshape(batch, length, -1)), weights
+        with torch.autocast(q.device.type, enabled=False) if upcast else nullcontext():
+            out, weights = attention(
+                self,
+                q,
+                k,
+                v,
+                attention_mask,
+                dropout=self.attention_dropout if self.training else 0.0,
+                scaling=self.scaling,
+                **kwargs,
+            )
+        return self.out_proj(out.reshape(batch, length, -1).to(qkv.dtype)), weights
+
+
+# Read once: a plain bool is free per call and constant under torch.compile.
+_CPU_HAS_AMX = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
+
+
+def _slow_bf16_sdpa(device: torch.device) -> bool:
+    """A CPU without AMX tiles: bf16 matmuls there run on AVX-512, where float32 attention wins."""
+    return device.type == "cpu" and not _CPU_HAS_AMX
 
 
 class CrossAttention(nn.Module):

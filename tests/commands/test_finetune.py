@@ -308,6 +308,14 @@ def test_classification_hftk(cls_run, data, tmp_path):
     assert metrics["eval_samples"] == 64 and metrics["test_samples"] == count_lines(Path(data["cls_test"]))
 
 
+def test_group_by_length_finetunes(hftk_bert, data, tmp_path):
+    """`training.group_by_length`: a run with batches of similar length (hftk.training.length_grouping) finishes."""
+    out = tmp_path / "grouped"
+    run_hftk(*finetune_args("ner", hftk_bert, out, *files(data, "ner"), "training.group_by_length=true"), check=True)
+    assert_finished_folder(out, {"eval_f1": (0, 1), "eval_accuracy": (0, 1)}, 64)
+    assert "group_by_length: true" in (out / "recipe.yaml").read_text()
+
+
 @pytest.mark.parametrize("glue_task", ["mrpc", "stsb"])
 def test_glue_hftk(hftk_bert, data, tmp_path, glue_task):
     from transformers import AutoModelForSequenceClassification

@@ -210,3 +210,21 @@ def test_decoder_left_padding_with_position_ids_as_generate_does(position, imple
         for i, example in enumerate(examples):
             alone = model(example[None], use_cache=False).last_hidden_state
             torch.testing.assert_close(batched[i, 9 - len(example) :], alone[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_sdpa_in_bf16_matches_eager_under_autocast_and_in_bf16_weights(family):
+    """bf16 SDPA runs in float32 on CPUs without AMX (faster there); the block's output dtype is unchanged."""
+    model_class, make_config = FAMILIES[family]
+    ids, mask = padded_batch()
+    for autocast in (True, False):
+        outputs = {}
+        for implementation in ("eager", "sdpa"):
+            model = build(model_class, make_config(position_embedding_type="rope", attn_implementation=implementation))
+            if not autocast:
+                model = model.to(torch.bfloat16)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+                outputs[implementation] = model(ids, attention_mask=mask).last_hidden_state
+        real = mask.bool()
+        assert outputs["sdpa"].dtype == outputs["eager"].dtype == (torch.float32 if autocast else torch.bfloat16)
+        torch.testing.assert_close(outputs["sdpa"][real].float(), outputs["eager"][real].float(), rtol=0.05, atol=0.05)
