@@ -11,7 +11,6 @@ from __future__ import annotations
 import unittest
 
 import pytest
-import torch
 from transformers.models.auto import modeling_auto
 
 from hftk.models import (
