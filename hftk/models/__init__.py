@@ -11,6 +11,7 @@ from transformers import (
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
+    AutoModelForPreTraining,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
@@ -19,6 +20,7 @@ from transformers import (
 from hftk.models.configuration_hftk import HftkBertConfig, HftkConfig, HftkGptConfig
 from hftk.models.modeling_hftk_bert import (
     HftkBertForMaskedLM,
+    HftkBertForPreTraining,
     HftkBertForQuestionAnswering,
     HftkBertForSequenceClassification,
     HftkBertForTokenClassification,
@@ -33,6 +35,7 @@ AUTO_CLASSES = {
         AutoModelForSequenceClassification: HftkBertForSequenceClassification,
         AutoModelForTokenClassification: HftkBertForTokenClassification,
         AutoModelForQuestionAnswering: HftkBertForQuestionAnswering,
+        AutoModelForPreTraining: HftkBertForPreTraining,
     },
     HftkGptConfig: {
         AutoModel: HftkGptModel,
@@ -65,6 +68,7 @@ __all__ = [
     "HftkBertForSequenceClassification",
     "HftkBertForTokenClassification",
     "HftkBertForQuestionAnswering",
+    "HftkBertForPreTraining",
     "HftkGptModel",
     "HftkGptForCausalLM",
     "HftkGptForSequenceClassification",
