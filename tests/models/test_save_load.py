@@ -17,6 +17,7 @@ from transformers import (
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
+    AutoModelForPreTraining,
     AutoModelForQuestionAnswering,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
@@ -26,6 +27,7 @@ from hftk.models import (
     AUTO_CLASSES,
     HftkBertConfig,
     HftkBertForMaskedLM,
+    HftkBertForPreTraining,
     HftkBertForQuestionAnswering,
     HftkBertForSequenceClassification,
     HftkBertForTokenClassification,
@@ -97,6 +99,7 @@ FAMILY_FOLDERS = {
         AutoModelForSequenceClassification: HftkBertForSequenceClassification,
         AutoModelForTokenClassification: HftkBertForTokenClassification,
         AutoModelForQuestionAnswering: HftkBertForQuestionAnswering,
+        AutoModelForPreTraining: HftkBertForPreTraining,
     },
     HftkGptForCausalLM: {
         AutoModel: HftkGptModel,
@@ -104,6 +107,7 @@ FAMILY_FOLDERS = {
         AutoModelForSequenceClassification: HftkGptForSequenceClassification,
     },
 }
+FAMILY_FOLDERS[HftkBertForPreTraining] = FAMILY_FOLDERS[HftkBertForMaskedLM]  # ELECTRA's saved discriminator
 
 
 @pytest.mark.parametrize("source_class", FAMILY_FOLDERS, ids=lambda c: c.__name__)
@@ -112,7 +116,7 @@ def test_one_saved_folder_loads_with_every_auto_head_of_its_family(source_class,
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     heads = FAMILY_FOLDERS[source_class]
-    module = "modeling_hftk_bert" if source_class is HftkBertForMaskedLM else "modeling_hftk_gpt"
+    module = "modeling_hftk_bert" if source_class.config_class is HftkBertConfig else "modeling_hftk_gpt"
     assert config["auto_map"] == {
         "AutoConfig": f"configuration_hftk.{type(model.config).__name__}",
         **{auto.__name__: f"{module}.{cls.__name__}" for auto, cls in heads.items()},
@@ -176,12 +180,22 @@ REMOTE_SCRIPT = textwrap.dedent(
 
 def test_remote_code_loads_without_hftk_and_survives_a_second_save(tmp_path):
     """`trust_remote_code=True` in a Python where hftk cannot be imported, then save and load once more."""
-    models = {"bert": make(HftkBertForMaskedLM), "gpt": make(HftkGptForCausalLM)}
-    autos = {"bert": "AutoModelForMaskedLM", "gpt": "AutoModelForCausalLM"}
+    models = {
+        "bert": make(HftkBertForMaskedLM),
+        "gpt": make(HftkGptForCausalLM),
+        # ELECTRA's saved discriminator, and a generator narrower than its (shared) embeddings.
+        "electra": make(HftkBertForPreTraining),
+        "generator": build(HftkBertForMaskedLM, tiny_bert_config(hidden_size=16, num_attention_heads=2, embedding_size=32)),
+    }
+    autos = {"bert": "AutoModelForMaskedLM", "gpt": "AutoModelForCausalLM", "electra": "AutoModelForPreTraining",
+             "generator": "AutoModelForMaskedLM"}
     jobs = {}
     for name, model in models.items():
         model.save_pretrained(tmp_path / name)
         jobs[name] = (str(tmp_path / name), str(tmp_path / f"{name}-resaved"), autos[name])
+    # The discriminator's folder under the heads fine-tuning uses (their new layers are random: compared after a resave).
+    for auto_name in ("AutoModelForSequenceClassification", "AutoModelForTokenClassification"):
+        jobs[auto_name] = (str(tmp_path / "electra"), str(tmp_path / f"electra-{auto_name}"), auto_name)
     torch.save(IDS, tmp_path / "ids.pt")
     (tmp_path / "remote.py").write_text(REMOTE_SCRIPT)
     paths = sysconfig.get_paths()
@@ -214,6 +228,10 @@ def test_remote_code_loads_without_hftk_and_survives_a_second_save(tmp_path):
         second_map = json.loads((tmp_path / f"{name}-resaved" / "config.json").read_text())["auto_map"]
         assert second_map == first_map and len(second_map) >= 4
         assert CODE_FILES <= set(os.listdir(tmp_path / f"{name}-resaved"))
+    for auto_name, shape in (("AutoModelForSequenceClassification", (2, 3)), ("AutoModelForTokenClassification", (2, 6, 3))):
+        result = results[auto_name]
+        assert result["first"].shape == shape and torch.equal(result["resaved"], result["first"]), auto_name
+        assert result["body"] == "HftkBertModel"
 
 
 def test_clean_interpreter_really_cannot_import_hftk(tmp_path):
