@@ -1,6 +1,7 @@
 """`hftk pretrain`: corpus → tokenizer → packed blocks → hftk model → Accelerate loop → model folder.
 
-The output folder loads with `AutoModelForMaskedLM` / `AutoModelForCausalLM` and
+The output folder loads with `AutoModelForMaskedLM` / `AutoModelForCausalLM` /
+`AutoModelForPreTraining` (ELECTRA's discriminator; its generator in `generator/`) and
 `AutoTokenizer` (and with `trust_remote_code=True` where hftk is not installed). Its
 `metrics.json` is written last: a folder without it is not a finished run.
 """

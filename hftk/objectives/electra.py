@@ -147,10 +147,17 @@ class ElectraPretrainingModel(nn.Module):
     ) -> None:
         super().__init__()
         self.discriminator, self.generator = discriminator, generator
-        generator.model.encoder.embeddings = discriminator.model.encoder.embeddings  # shared, as in the paper
-        generator.tie_weights()  # its decoder is the shared word embeddings again
+        self.tie_weights()
         self.discriminator_weight, self.temperature = discriminator_weight, temperature
         self.register_buffer("disallowed_ids", torch.tensor(disallowed_ids or [], dtype=torch.long), persistent=False)
+
+    def tie_weights(self) -> None:
+        """Share the discriminator's embeddings with the generator (the paper's setting), its decoder included.
+
+        Accelerate's FSDP2 preparation calls this again after moving the module to the meta device.
+        """
+        self.generator.model.encoder.embeddings = self.discriminator.model.encoder.embeddings
+        self.generator.tie_weights()
 
     def num_parameters(self) -> int:
         """The saved model's (the discriminator's) parameters."""
