@@ -98,9 +98,10 @@ def sample_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: flo
 
     `disallowed` ids (special tokens, which never are originals at masked positions) get probability 0.
     """
-    logits = logits.detach().float() / temperature
-    logits[:, disallowed] = float("-inf")
-    cdf = torch.softmax(logits, dim=-1).cumsum(dim=-1)
+    logits = logits.detach()
+    probabilities = torch.softmax(logits if temperature == 1.0 else logits / temperature, dim=-1, dtype=torch.float32)
+    probabilities[:, disallowed] = 0.0  # a fresh tensor: the generator's logits stay as they are
+    cdf = probabilities.cumsum(dim=-1)
     threshold = uniforms.to(cdf.device, cdf.dtype)[:, None] * cdf[:, -1:]
     # right=True: the first id whose cumulative probability exceeds the draw; ids of probability 0 never are.
     return torch.searchsorted(cdf, threshold, right=True).squeeze(1).clamp(max=logits.shape[-1] - 1)
