@@ -10,7 +10,9 @@ replacement. Both train jointly: loss = generator MLM loss + λ · discriminator
 - No gradient flows through the sampling: the discriminator's loss reaches the generator only
   through the shared embeddings.
 - A sample equal to the original token counts as original (label 0).
-- The generator predicts on masked positions only (sparse prediction), as MLM does.
+- The generator predicts on masked positions only (sparse prediction), as MLM does, and its
+  head's loss and samples come from one chunked pass that never holds all the logits (as MLM's
+  fused loss).
 - Sampling is inverse-CDF with uniforms drawn in `prepare` from the masking's generator,
   seeded from (seed, batch index, rank): a resumed run samples what the uninterrupted one did.
 
@@ -89,22 +91,99 @@ def generator_config(section: ElectraSection, discriminator: HftkBertConfig) -> 
         num_attention_heads=sizes.generator_num_attention_heads,
         intermediate_size=sizes.generator_intermediate_size,
         embedding_size=discriminator.embedding_size or discriminator.hidden_size,
-        fused_lm_loss=False,  # its logits are sampled from, so they must exist
     )
 
 
-def sample_tokens(logits: torch.Tensor, uniforms: torch.Tensor, temperature: float, disallowed: torch.Tensor) -> torch.Tensor:
+def sample_tokens(
+    logits: torch.Tensor,
+    uniforms: torch.Tensor,
+    temperature: float,
+    disallowed: torch.Tensor,
+    probabilities: torch.Tensor | None = None,
+) -> torch.Tensor:
     """One token per row of `logits`, drawn from softmax(logits / temperature) by inverse CDF with `uniforms` in [0, 1).
 
     `disallowed` ids (special tokens, which never are originals at masked positions) get probability 0.
+    `probabilities`: that softmax where the caller has it already (left unchanged).
     """
-    logits = logits.detach()
-    probabilities = torch.softmax(logits if temperature == 1.0 else logits / temperature, dim=-1, dtype=torch.float32)
-    probabilities[:, disallowed] = 0.0  # a fresh tensor: the generator's logits stay as they are
-    cdf = probabilities.cumsum(dim=-1)
+    if probabilities is None:
+        logits = logits.detach()
+        dtype = torch.promote_types(logits.dtype, torch.float32)
+        probabilities = torch.softmax(logits if temperature == 1.0 else logits / temperature, dim=-1, dtype=dtype)
+    else:
+        probabilities = probabilities.clone()
+    probabilities[:, disallowed] = 0.0
+    cdf = probabilities.cumsum_(dim=-1)
     threshold = uniforms.to(cdf.device, cdf.dtype)[:, None] * cdf[:, -1:]
     # right=True: the first id whose cumulative probability exceeds the draw; ids of probability 0 never are.
     return torch.searchsorted(cdf, threshold, right=True).squeeze(1).clamp(max=logits.shape[-1] - 1)
+
+
+class _GeneratorLossAndSample(torch.autograd.Function):
+    """The generator head's summed cross-entropy and one sampled token per row, `chunk_rows` rows at a time.
+
+    MLM's fused loss (`linear_cross_entropy`) never holds the (masked rows, vocab) logits; ELECTRA
+    also needs a sample from each row's softmax, so this computes both from the same chunk: the
+    softmax turns into the gradient in place (softmax - one_hot), and the samples are drawn from
+    it first by inverse CDF. The gradients are complete when forward returns; backward scales them.
+    Matmuls run in the autocast dtype, softmax and accumulation in float32.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, labels, uniforms, disallowed, temperature, denominator, chunk_rows):
+        device = hidden.device.type
+        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
+        accumulate = torch.promote_types(dtype, torch.float32)  # float32 softmax, or float64 if given
+        with torch.autocast(device, enabled=False):
+            h, w, b = hidden.to(dtype), weight.to(dtype), bias.to(dtype)
+            grad_h = torch.empty_like(hidden)
+            grad_w = torch.zeros(weight.shape, dtype=accumulate, device=weight.device)
+            grad_b = torch.zeros(bias.shape, dtype=accumulate, device=bias.device)
+            total = torch.zeros((), dtype=accumulate, device=hidden.device)
+            samples = torch.empty(len(labels), dtype=torch.long, device=hidden.device)
+            for start in range(0, len(labels), chunk_rows):
+                rows = slice(start, start + chunk_rows)
+                h_chunk, y = h[rows], labels[rows]
+                index = torch.arange(len(y), device=y.device)
+                logits = torch.addmm(b, h_chunk, w.t()).to(accumulate)
+                total += (logits.logsumexp(-1) - logits[index, y]).sum()
+                probs = torch.softmax(logits, -1) if temperature == 1.0 else None
+                samples[rows] = sample_tokens(logits, uniforms[rows], temperature, disallowed, probs)
+                if probs is None:
+                    probs = torch.softmax(logits, -1)
+                probs[index, y] -= 1.0  # d(loss)/d(logits)
+                grad = probs.to(dtype)
+                grad_h[rows] = grad @ w
+                grad_w += (grad.t() @ h_chunk).to(accumulate)
+                grad_b += probs.sum(0)
+        grad_h.div_(denominator)
+        ctx.save_for_backward(grad_h, (grad_w / denominator).to(weight.dtype), (grad_b / denominator).to(bias.dtype))
+        ctx.mark_non_differentiable(samples)
+        return total / denominator, samples
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_output, grad_samples):
+        grad_h, grad_w, grad_b = ctx.saved_tensors
+        return grad_h * grad_output, grad_w * grad_output, grad_b * grad_output, None, None, None, None, None, None
+
+
+def generator_loss_and_sample(
+    hidden: torch.Tensor,
+    decoder: nn.Linear,
+    labels: torch.Tensor,
+    uniforms: torch.Tensor,
+    disallowed: torch.Tensor,
+    temperature: float = 1.0,
+    num_items_in_batch: torch.Tensor | int | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(cross-entropy of `decoder(hidden)` against `labels`, one token sampled per row), without the full logits."""
+    denominator = num_items_in_batch if num_items_in_batch is not None else len(labels)
+    denominator = denominator.to(hidden.device, torch.float32) if torch.is_tensor(denominator) else float(denominator or "nan")
+    chunk_rows = max(64, 2**24 // decoder.weight.shape[0])  # about 16M logits (64 MB in float32) per chunk
+    return _GeneratorLossAndSample.apply(
+        hidden, decoder.weight, decoder.bias, labels, uniforms.to(hidden.device), disallowed, temperature, denominator, chunk_rows
+    )
 
 
 def replace_masked(input_ids: torch.Tensor, labels: torch.Tensor, sampled: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,16 +258,20 @@ class ElectraPretrainingModel(nn.Module):
         num_tokens_in_batch: int | None = None,
     ) -> ElectraOutput:
         """`num_items_in_batch` / `num_tokens_in_batch`: the global masked / token counts the two losses are divided by."""
-        generated = self.generator(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            token_type_ids=token_type_ids,
-            labels=labels,
-            num_items_in_batch=num_items_in_batch,
-            sparse_prediction=True,  # logits of the masked rows only, in row-major order
+        generator = self.generator
+        hidden = generator.model(input_ids, attention_mask, token_type_ids).last_hidden_state
+        masked = labels != -100
+        # Sparse prediction: the head runs on the masked rows only (row-major order), fused with the sampling.
+        generator_loss, sampled = generator_loss_and_sample(
+            generator.head.features(hidden[masked]),
+            generator.head.decoder,
+            labels[masked],
+            sample_uniforms,
+            self.disallowed_ids,
+            self.temperature,
+            num_items_in_batch,
         )
         with torch.no_grad():
-            sampled = sample_tokens(generated.logits, sample_uniforms, self.temperature, self.disallowed_ids)
             replaced, replaced_labels = replace_masked(input_ids, labels, sampled)
         detected = self.discriminator(
             input_ids=replaced,
@@ -198,8 +281,8 @@ class ElectraPretrainingModel(nn.Module):
             num_items_in_batch=num_tokens_in_batch,
         )
         return ElectraOutput(
-            loss=generated.loss + self.discriminator_weight * detected.loss,
-            generator_loss=generated.loss,
+            loss=generator_loss + self.discriminator_weight * detected.loss,
+            generator_loss=generator_loss,
             discriminator_loss=detected.loss,
             discriminator_logits=detected.logits,
             replaced_labels=replaced_labels,

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from hftk.errors import HftkError
 from hftk.models import HftkBertConfig, HftkBertForPreTraining
 from hftk.objectives.electra import (
+    _GeneratorLossAndSample,
     ElectraPretrainingModel,
     ReplacedTokenDetection,
     generator_config,
@@ -151,3 +152,24 @@ def test_a_generator_larger_than_the_discriminator_and_stray_electra_keys_are_on
         load_recipe(PretrainRecipe, "pretrain-default", ["electra.discriminator_weight=10"])
     with pytest.raises(ValueError, match="exceeds"):  # a discriminator loaded from a folder is checked when the generator is built
         generator_config(ElectraSection(generator_hidden_size=64), HftkBertConfig(hidden_size=32, num_attention_heads=2))
+
+
+def test_chunked_generator_loss_gradients_and_samples_equal_the_unfused_computation():
+    generator = torch.Generator().manual_seed(0)
+    hidden = torch.randn(7, 8, generator=generator, dtype=torch.float64, requires_grad=True)
+    decoder = torch.nn.Linear(8, VOCAB).double()
+    labels = torch.randint(5, VOCAB, (7,), generator=generator)
+    uniforms = torch.rand(7, generator=generator)
+    disallowed = torch.tensor(SPECIALS)
+    loss, samples = _GeneratorLossAndSample.apply(hidden, decoder.weight, decoder.bias, labels, uniforms, disallowed, 1.0, 10.0, 3)
+    loss.backward()
+    fused_grads = [t.grad.clone() for t in (hidden, decoder.weight, decoder.bias)]
+    for t in (hidden, decoder.weight, decoder.bias):
+        t.grad = None
+    logits = F.linear(hidden, decoder.weight, decoder.bias)
+    reference = F.cross_entropy(logits, labels, reduction="sum") / 10.0  # a global denominator, as accumulation passes
+    reference.backward()
+    torch.testing.assert_close(loss, reference)
+    for fused, t in zip(fused_grads, (hidden, decoder.weight, decoder.bias)):
+        torch.testing.assert_close(fused, t.grad)
+    assert torch.equal(samples, sample_tokens(logits, uniforms, 1.0, disallowed))
