@@ -12,7 +12,11 @@ One module per objective. Each objective object has
 
 from __future__ import annotations
 
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForPreTraining
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForPreTraining,
+)
 
 from hftk.objectives.base import Objective
 from hftk.objectives.clm import CausalLanguageModelling

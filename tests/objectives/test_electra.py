@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from hftk.errors import HftkError
 from hftk.models import HftkBertConfig, HftkBertForPreTraining
 from hftk.objectives.electra import (
-    _GeneratorLossAndSample,
     ElectraPretrainingModel,
     ReplacedTokenDetection,
+    _GeneratorLossAndSample,
     generator_config,
     replace_masked,
     sample_tokens,
