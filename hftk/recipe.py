@@ -143,28 +143,48 @@ class PretrainDistillSection(Section):
     student_layers: list[int] | None = Field(None, description="initialise the student from these teacher layers (model.config empty)")
 
 
+class ElectraSection(Section):
+    """`objective: electra` (Clark et al., 2020): the generator's size and the loss weight.
+
+    Sizes left out are resolved from the discriminator (`model.config`): a quarter of its
+    width, its depth, a head per 64 features at least 1, and 4x the width for the feed-forward.
+    """
+
+    generator_hidden_size: int | None = Field(None, ge=1, description="default: a quarter of the discriminator's width")
+    generator_num_hidden_layers: int | None = Field(None, ge=1, description="default: the discriminator's depth")
+    generator_num_attention_heads: int | None = Field(None, ge=1)
+    generator_intermediate_size: int | None = Field(None, ge=1)
+    discriminator_weight: float = Field(50.0, gt=0, description="lambda: loss = generator MLM + lambda * discriminator")
+    temperature: float = Field(1.0, gt=0, description="the generator's softmax temperature when sampling replacements")
+
+
 class PretrainRecipe(Section):
     """`hftk pretrain`: objective, model, tokenizer, data, training and output."""
 
-    objective: Literal["mlm", "clm"] = "mlm"
+    objective: Literal["mlm", "clm", "electra"] = "mlm"
     model: ModelSection = Field(default_factory=ModelSection)
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
     data: PretrainDataSection = Field(default_factory=PretrainDataSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
     output: OutputSection = Field(default_factory=OutputSection)
     distill: PretrainDistillSection = Field(default_factory=PretrainDistillSection)
+    electra: ElectraSection | None = Field(None, exclude_if=lambda value: value is None)
 
     @model_validator(mode="after")
     def _consistent(self) -> PretrainRecipe:
         from hftk.models import MODEL_TYPES
 
-        expected = "hftk_bert" if self.objective == "mlm" else "hftk_gpt"
+        expected = "hftk_gpt" if self.objective == "clm" else "hftk_bert"
         if self.model.type is None:
             self.model.type = expected
         elif self.model.type != expected:
             raise ValueError(f"model.type {self.model.type} does not fit objective {self.objective} (use {expected})")
         if self.tokenizer.kind is None:
-            self.tokenizer.kind = "wordpiece" if self.objective == "mlm" else "bpe"
+            self.tokenizer.kind = "bpe" if self.objective == "clm" else "wordpiece"
+        if self.distill.teacher and self.objective == "electra":
+            raise ValueError("distill.teacher distils a masked-LM or causal-LM teacher (objective mlm or clm), not electra: drop one of them")
+        if self.electra is not None and self.objective != "electra":
+            raise ValueError(f"electra.* keys apply to objective electra only (objective is {self.objective}): remove them or set objective=electra")
         config_fields = {field.name: field for field in dataclasses.fields(MODEL_TYPES[self.model.type])}
         unknown = sorted(set(self.model.config) - set(config_fields))
         if unknown:
@@ -185,6 +205,12 @@ class PretrainRecipe(Section):
                 f"data.max_seq_length ({self.data.max_seq_length}) exceeds model.config.max_position_embeddings "
                 f"({positions}); lower the first or raise the second"
             )
+        if self.objective == "electra" and self.model.name_or_path is None:
+            from hftk.objectives.electra import resolve_generator_sizes
+
+            sizes = resolve_generator_sizes(self.electra or ElectraSection(), MODEL_TYPES["hftk_bert"](**self.model.config))
+            if self.electra != sizes:
+                self.electra = sizes  # validates again, with every size now set
         return self
 
 

@@ -62,7 +62,7 @@ class PretrainSpec(Section):
 
     recipe: str | None = None
     set: list[str] = Field(default_factory=list)
-    objective: Literal["mlm", "clm"] | None = None
+    objective: Literal["mlm", "clm", "electra"] | None = None
     model: dict[str, Any] | None = None
     tokenizer: dict[str, Any] | None = None
     data: dict[str, Any] | None = None
@@ -535,9 +535,10 @@ def recipe_changed(folder: Path, recipe) -> bool:
 def write_random_twin(pretrained: Path, folder: Path, seed: int, objective: str, overwrite: bool, echo: Echo) -> None:
     """Save a randomly initialised model of the pretrained config, with the pretrained tokenizer."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForMaskedLM
+    from transformers import AutoConfig
 
     from hftk.data.tokenizer import load_tokenizer
+    from hftk.objectives import AUTO_CLASSES
     from hftk.run_outputs import write_model_folder
     from hftk.training.checkpoint import write_json_atomic
 
@@ -545,7 +546,7 @@ def write_random_twin(pretrained: Path, folder: Path, seed: int, objective: str,
         echo(f"skipping finished stage {BASELINE_INIT_STAGE} ({folder})")
         return
     echo(f"running stage {BASELINE_INIT_STAGE} -> {folder} (random initialisation, seed {seed})")
-    auto_class = AutoModelForMaskedLM if objective == "mlm" else AutoModelForCausalLM
+    auto_class = AUTO_CLASSES[objective]  # electra: a random discriminator, the class its pretrained twin has
     config = AutoConfig.from_pretrained(pretrained)
     torch.manual_seed(seed)
     model = auto_class.from_config(config)

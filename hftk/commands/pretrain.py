@@ -1,6 +1,7 @@
 """`hftk pretrain`: corpus → tokenizer → packed blocks → hftk model → Accelerate loop → model folder.
 
-The output folder loads with `AutoModelForMaskedLM` / `AutoModelForCausalLM` and
+The output folder loads with `AutoModelForMaskedLM` / `AutoModelForCausalLM` /
+`AutoModelForPreTraining` (ELECTRA's discriminator; its generator in `generator/`) and
 `AutoTokenizer` (and with `trust_remote_code=True` where hftk is not installed). Its
 `metrics.json` is written last: a folder without it is not a finished run.
 """
@@ -33,7 +34,6 @@ from hftk.run_outputs import (
     finish_run,
     prepare_output_dir,
     removes_new_output_dir_on_error,
-    write_model_folder,
 )
 from hftk.training.distributed import (
     check_fsdp_wrappable,
@@ -147,7 +147,7 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
                     corpus[split],
                     tokenizer,
                     data.max_seq_length,
-                    add_special_tokens=recipe.objective == "mlm",
+                    add_special_tokens=recipe.objective != "clm",
                     num_proc=data.preprocessing_num_workers,
                     desc=split,
                 ).with_format("torch")
@@ -173,11 +173,14 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     eval_loader = accelerator.prepare(eval_loader)
 
     objective = make_objective(recipe, tokenizer, accelerator, model)
-    if teacher is not None:
+    model = objective.training_model(model)  # ELECTRA: generator and discriminator together
+    if teacher is not None:  # general distillation: the student trains inside a wrapper with its teacher
         model = distillation.wrap_student(recipe, model, teacher, accelerator)
-    student = distillation.unwrap_student
+    student = distillation.unwrap_student  # the saved model; any other model as is
 
     def evaluate(model) -> dict[str, float]:
+        if objective.evaluate is not None:
+            return objective.evaluate(model, eval_loader, training.max_eval_batches, accelerator)
         model.eval()
         total_loss, total_targets = torch.zeros((), device=accelerator.device), torch.zeros((), device=accelerator.device)
         with torch.no_grad():
@@ -194,11 +197,11 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
     def save_model(model, folder: Path, state_dict: dict | None = None) -> None:
-        write_model_folder(student(model), tokenizer, folder, state_dict)
+        objective.save_model(student(model), tokenizer, folder, state_dict)
 
     hooks = TrainingHooks(
         save_model=save_model,
-        load_model=lambda model, folder: load_model_weights(student(model), folder),
+        load_model=lambda model, folder: objective.load_model(student(model), folder),
         prepare_batch=lambda batch, index: objective.prepare(batch, index),
         count_targets=objective.count_targets,
         count_tokens=lambda batch: int(batch["input_ids"].numel()),
@@ -226,13 +229,15 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         "train_planned_steps": state.planned_steps,
         "train_stopped_by": state.stopped_by,
         "num_parameters": student(accelerator.unwrap_model(model)).num_parameters(),
+        **{key: value for key, value in final_eval.items() if key.startswith("eval_") and key != "eval_loss"},
     }
     weights = full_state_dict(accelerator, model)  # FSDP: gathered from every rank, before rank 0 writes
     if accelerator.is_main_process:
+        saved_model, weights = objective.finish(student(accelerator.unwrap_model(model)), weights, tokenizer, output_dir)
         finish_run(
             output_dir,
             state_dict=weights,
-            model=student(accelerator.unwrap_model(model)),
+            model=saved_model,
             tokenizer=tokenizer,
             recipe_yaml=dump_recipe(recipe),
             metrics=metrics,

@@ -11,6 +11,7 @@ from transformers import (
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
+    AutoModelForPreTraining,
     AutoModelForQuestionAnswering,
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
@@ -20,6 +21,7 @@ from transformers import (
 from hftk.models.configuration_hftk import HftkBertConfig, HftkConfig, HftkGptConfig, HftkSeq2SeqConfig
 from hftk.models.modeling_hftk_bert import (
     HftkBertForMaskedLM,
+    HftkBertForPreTraining,
     HftkBertForQuestionAnswering,
     HftkBertForSequenceClassification,
     HftkBertForTokenClassification,
@@ -35,6 +37,7 @@ AUTO_CLASSES = {
         AutoModelForSequenceClassification: HftkBertForSequenceClassification,
         AutoModelForTokenClassification: HftkBertForTokenClassification,
         AutoModelForQuestionAnswering: HftkBertForQuestionAnswering,
+        AutoModelForPreTraining: HftkBertForPreTraining,
     },
     HftkGptConfig: {
         AutoModel: HftkGptModel,
@@ -71,6 +74,7 @@ __all__ = [
     "HftkBertForSequenceClassification",
     "HftkBertForTokenClassification",
     "HftkBertForQuestionAnswering",
+    "HftkBertForPreTraining",
     "HftkGptModel",
     "HftkGptForCausalLM",
     "HftkGptForSequenceClassification",

@@ -84,6 +84,9 @@ class HftkBertConfig(HftkConfig):
     `classifier_pooling`: what the sequence classifier reads: `cls` (the first token, BERT's
     way) or `mean` (the mean of the non-padding tokens; an MLM-only encoder never trains its
     first token for a sentence-level task, while every token state is pretrained).
+    `embedding_size`: the token embeddings' width when it differs from `hidden_size` (None:
+    the same). ELECTRA's narrow generator shares the discriminator's embeddings this way:
+    they are projected to its width, and its MLM head maps back to them for the tied decoder.
     """
 
     model_type = "hftk_bert"
@@ -91,9 +94,12 @@ class HftkBertConfig(HftkConfig):
     sparse_prediction: bool = False
     use_pooler: bool = True
     classifier_pooling: str = "cls"
+    embedding_size: int | None = None
 
     def __post_init__(self, **kwargs):
         super().__post_init__(**kwargs)
+        if self.embedding_size is not None and self.embedding_size < 1:
+            raise ValueError(f"embedding_size must be positive or None, got {self.embedding_size}")
         if self.classifier_pooling not in CLASSIFIER_POOLINGS:
             raise ValueError(f"classifier_pooling must be one of {CLASSIFIER_POOLINGS}, got {self.classifier_pooling!r}")
 

@@ -80,24 +80,23 @@ class Embeddings(nn.Module):
     """Token embeddings plus absolute positions (learned or sinusoidal) and token types.
 
     With `rope` nothing positional is added here: the rotation happens inside attention.
+    The tables are `embedding_size` wide (ELECTRA's generator reads the discriminator's wider
+    embeddings; `HftkTransformer` projects them to `hidden_size`).
     """
 
     def __init__(self, config: HftkConfig) -> None:
         super().__init__()
-        if getattr(config, "scale_embedding", False):
-            self.word_embeddings = ScaledEmbedding(config.vocab_size, config.hidden_size, config.pad_token_id)
-        else:
-            self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        width = embedding_width(config)
+        table = ScaledEmbedding if getattr(config, "scale_embedding", False) else nn.Embedding
+        self.word_embeddings = table(config.vocab_size, width, config.pad_token_id)
         self.position_embeddings = None
         if config.position_embedding_type == "learned":
-            self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+            self.position_embeddings = nn.Embedding(config.max_position_embeddings, width)
         elif config.position_embedding_type == "sinusoidal":
-            table = sinusoidal_table(config.max_position_embeddings, config.hidden_size)
+            table = sinusoidal_table(config.max_position_embeddings, width)
             self.register_buffer("sinusoidal", table, persistent=False)
-        self.token_type_embeddings = (
-            nn.Embedding(config.type_vocab_size, config.hidden_size) if config.type_vocab_size > 0 else None
-        )
-        self.norm = make_norm(config) if config.embedding_norm else None
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, width) if config.type_vocab_size > 0 else None
+        self.norm = make_norm(config, width) if config.embedding_norm else None
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.position_embedding_type = config.position_embedding_type
 
@@ -128,10 +127,16 @@ class Embeddings(nn.Module):
 # ---------------------------------------------------------------------------------------------
 
 
-def make_norm(config: HftkConfig) -> nn.Module:
+def make_norm(config: HftkConfig, width: int | None = None) -> nn.Module:
+    width = width or config.hidden_size
     if config.norm_type == "rmsnorm":
-        return nn.RMSNorm(config.hidden_size, eps=config.norm_eps)
-    return nn.LayerNorm(config.hidden_size, eps=config.norm_eps)
+        return nn.RMSNorm(width, eps=config.norm_eps)
+    return nn.LayerNorm(width, eps=config.norm_eps)
+
+
+def embedding_width(config: HftkConfig) -> int:
+    """The token embeddings' width: `embedding_size` where the config has one (hftk_bert), else `hidden_size`."""
+    return getattr(config, "embedding_size", None) or config.hidden_size
 
 
 def eager_attention_forward(
@@ -448,6 +453,8 @@ class HftkTransformer(nn.Module):
         self.config = config
         self.is_causal = is_causal
         self.embeddings = Embeddings(config)
+        width = embedding_width(config)
+        self.embeddings_project = nn.Linear(width, config.hidden_size) if width != config.hidden_size else None
         self.rotary = (
             RotaryEmbedding(config.head_dim, config.rope_base) if config.position_embedding_type == "rope" else None
         )
@@ -480,6 +487,8 @@ class HftkTransformer(nn.Module):
             position_ids = torch.arange(past_length, past_length + length, device=reference.device)[None]
 
         x = self.embeddings(input_ids, inputs_embeds, position_ids, token_type_ids)
+        if self.embeddings_project is not None:
+            x = self.embeddings_project(x)
         rotary = self.rotary(position_ids, torch.float32) if self.rotary is not None else None
         if self.is_causal:
             mask = create_causal_mask(
@@ -500,14 +509,19 @@ class HftkTransformer(nn.Module):
 
 
 class LMPredictionHead(nn.Module):
-    """BERT's MLM head: dense + activation + norm, then the (tied) vocabulary decoder with a bias."""
+    """BERT's MLM head: dense + activation + norm, then the (tied) vocabulary decoder with a bias.
+
+    The dense layer maps to the embeddings' width, so the decoder ties to them when
+    `embedding_size` differs from `hidden_size` (ELECTRA's generator head does the same).
+    """
 
     def __init__(self, config: HftkConfig) -> None:
         super().__init__()
-        self.transform = nn.Linear(config.hidden_size, config.hidden_size)
+        width = embedding_width(config)
+        self.transform = nn.Linear(config.hidden_size, width)
         self.act = ACT2FN[config.hidden_act]
-        self.norm = make_norm(config)
-        self.decoder = nn.Linear(config.hidden_size, config.vocab_size)
+        self.norm = make_norm(config, width)
+        self.decoder = nn.Linear(width, config.vocab_size)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """What the decoder reads: the fused loss applies the decoder itself, chunk by chunk."""

@@ -5,7 +5,9 @@ may import only torch/transformers and its sibling files (relative imports).
 """
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+from transformers.activations import ACT2FN
 from transformers.modeling_outputs import (
     BaseModelOutputWithPooling,
     MaskedLMOutput,
@@ -39,6 +41,7 @@ class HftkBertPreTrainedModel(HftkPreTrainedModel):
         "AutoModelForSequenceClassification": "modeling_hftk_bert.HftkBertForSequenceClassification",
         "AutoModelForTokenClassification": "modeling_hftk_bert.HftkBertForTokenClassification",
         "AutoModelForQuestionAnswering": "modeling_hftk_bert.HftkBertForQuestionAnswering",
+        "AutoModelForPreTraining": "modeling_hftk_bert.HftkBertForPreTraining",
     }
 
     @torch.no_grad()
@@ -253,6 +256,62 @@ class HftkBertForQuestionAnswering(HftkBertPreTrainedModel):
         )
 
 
+class HftkBertForPreTraining(HftkBertPreTrainedModel):
+    """ELECTRA's discriminator: replaced-token detection, one logit per token (> 0: replaced).
+
+    What `hftk pretrain` with `objective: electra` saves, as transformers' `ElectraForPreTraining`
+    is for ELECTRA (`AutoModelForPreTraining`). Its body is the `model.*` every other head loads;
+    `discriminator_head.*` is left out by them as an MLM folder's `head.*` is.
+    `labels`: 1 replaced, 0 original, -100 ignored; the loss is the binary cross-entropy over
+    the attended, labelled tokens, summed and divided by `num_items_in_batch` where given.
+    """
+
+    def __init__(self, config: HftkBertConfig) -> None:
+        super().__init__(config)
+        self.model = HftkBertModel(config, add_pooling_layer=False)
+        self.discriminator_head = DiscriminatorHead(config)
+        self.post_init()
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        token_type_ids: torch.Tensor | None = None,
+        position_ids: torch.Tensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> TokenClassifierOutput:
+        out = self.model(input_ids, attention_mask, token_type_ids, position_ids, inputs_embeds, **kwargs)
+        logits = self.discriminator_head(out.last_hidden_state)
+        loss = None
+        if labels is not None:
+            counted = labels != -100
+            if attention_mask is not None:
+                counted &= attention_mask.bool()
+            losses = F.binary_cross_entropy_with_logits(
+                logits[counted].float(), labels[counted].float(), reduction="sum"
+            )
+            denominator = num_items_in_batch if num_items_in_batch is not None else counted.sum()
+            loss = losses / denominator
+        return TokenClassifierOutput(loss=loss, logits=logits, hidden_states=out.hidden_states, attentions=out.attentions)
+
+
+class DiscriminatorHead(nn.Module):
+    """ELECTRA's discriminator predictions: dense + activation, then one logit per token."""
+
+    def __init__(self, config: HftkBertConfig) -> None:
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.act = ACT2FN[config.hidden_act]
+        self.prediction = nn.Linear(config.hidden_size, 1)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.prediction(self.act(self.dense(hidden))).squeeze(-1)
+
+
 __all__ = [
     "HftkBertPreTrainedModel",
     "HftkBertModel",
@@ -260,4 +319,5 @@ __all__ = [
     "HftkBertForSequenceClassification",
     "HftkBertForTokenClassification",
     "HftkBertForQuestionAnswering",
+    "HftkBertForPreTraining",
 ]

@@ -4,25 +4,37 @@ One module per objective. Each objective object has
 - `prepare(batch, index, evaluation=False) -> dict`: the model's keyword arguments for one batch
   (`index` seeds any randomness, so a resumed run sees the same masks as an uninterrupted one);
 - `count_targets(batch) -> int`: how many positions the loss averages over (for token-weighted
-  evaluation losses across batches and processes).
-`AUTO_CLASSES` names the Auto class a recipe's objective builds its model with.
+  evaluation losses across batches and processes);
+- the hooks of `hftk.objectives.base.Objective` (what is trained, saved, loaded and evaluated),
+  which ELECTRA overrides to train a generator beside the model it saves.
+`AUTO_CLASSES` names the Auto class a recipe's objective builds its (saved) model with.
 """
 
 from __future__ import annotations
 
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForMaskedLM,
+    AutoModelForPreTraining,
+)
 
+from hftk.objectives.base import Objective
 from hftk.objectives.clm import CausalLanguageModelling
 from hftk.objectives.mlm import MaskedLanguageModelling
 
-AUTO_CLASSES = {"mlm": AutoModelForMaskedLM, "clm": AutoModelForCausalLM}
+# electra: the saved model is the discriminator, hftk_bert's `HftkBertForPreTraining`.
+AUTO_CLASSES = {"mlm": AutoModelForMaskedLM, "clm": AutoModelForCausalLM, "electra": AutoModelForPreTraining}
 
 
 def make_objective(recipe, tokenizer, accelerator, model):
     """The recipe's objective, ready to prepare batches for `model`."""
+    if recipe.objective == "electra":
+        from hftk.objectives.electra import ReplacedTokenDetection
+
+        return ReplacedTokenDetection(recipe, tokenizer, accelerator)
     if recipe.objective == "mlm":
         return MaskedLanguageModelling(recipe, tokenizer, accelerator, sparse=model.config.model_type == "hftk_bert")
     return CausalLanguageModelling()
 
 
-__all__ = ["AUTO_CLASSES", "CausalLanguageModelling", "MaskedLanguageModelling", "make_objective"]
+__all__ = ["AUTO_CLASSES", "CausalLanguageModelling", "MaskedLanguageModelling", "Objective", "make_objective"]

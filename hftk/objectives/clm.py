@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from hftk.objectives.base import Objective
 
-class CausalLanguageModelling:
+
+class CausalLanguageModelling(Objective):
     """Labels are the inputs; the model shifts them, so each block has length-1 targets."""
 
     @staticmethod

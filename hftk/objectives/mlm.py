@@ -8,17 +8,21 @@ from accelerate import Accelerator
 from hftk.data.masking import mask_tokens
 from hftk.data.tokenizer import continuation_mask
 from hftk.errors import HftkError
+from hftk.objectives.base import Objective
 from hftk.recipe import PretrainRecipe
 
 MASK_SEED_STRIDE = 1_000_003
 
 
-class MaskedLanguageModelling:
+class MaskedLanguageModelling(Objective):
     """Dynamic masking per batch, reproducible: the generator is re-seeded from (seed, batch, rank).
 
     `sparse`: ask an hftk encoder for sparse prediction (the vocabulary decoder on masked
     positions only) in training and evaluation alike; its logits are never looked at here.
     """
+
+    # BERT's 80/10/10: of the selected tokens, 80 % become [MASK], 10 % a random token.
+    mask_replace_prob, random_replace_prob = 0.8, 0.1
 
     def __init__(self, recipe: PretrainRecipe, tokenizer, accelerator: Accelerator, sparse: bool = False) -> None:
         self.sparse = sparse
@@ -45,6 +49,8 @@ class MaskedLanguageModelling:
             special_token_ids=self.special_token_ids,
             generator=self.generator,
             continuation=self.continuation,
+            mask_replace_prob=self.mask_replace_prob,
+            random_replace_prob=self.random_replace_prob,
         )
         prepared = {"input_ids": masked.to(input_ids.device), "labels": labels.to(input_ids.device)}
         return {**prepared, "sparse_prediction": True} if self.sparse else prepared

@@ -17,6 +17,7 @@ from transformers import (
     AutoModel,
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
+    AutoModelForPreTraining,
     AutoModelForQuestionAnswering,
     AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
@@ -27,6 +28,7 @@ from hftk.models import (
     AUTO_CLASSES,
     HftkBertConfig,
     HftkBertForMaskedLM,
+    HftkBertForPreTraining,
     HftkBertForQuestionAnswering,
     HftkBertForSequenceClassification,
     HftkBertForTokenClassification,
@@ -101,6 +103,7 @@ FAMILY_FOLDERS = {
         AutoModelForSequenceClassification: HftkBertForSequenceClassification,
         AutoModelForTokenClassification: HftkBertForTokenClassification,
         AutoModelForQuestionAnswering: HftkBertForQuestionAnswering,
+        AutoModelForPreTraining: HftkBertForPreTraining,
     },
     HftkGptForCausalLM: {
         AutoModel: HftkGptModel,
@@ -109,6 +112,7 @@ FAMILY_FOLDERS = {
     },
     HftkSeq2SeqForConditionalGeneration: {AutoModel: HftkSeq2SeqModel, AutoModelForSeq2SeqLM: HftkSeq2SeqForConditionalGeneration},
 }
+FAMILY_FOLDERS[HftkBertForPreTraining] = FAMILY_FOLDERS[HftkBertForMaskedLM]  # ELECTRA's saved discriminator
 
 
 @pytest.mark.parametrize("source_class", FAMILY_FOLDERS, ids=lambda c: c.__name__)
@@ -187,12 +191,19 @@ def test_remote_code_loads_without_hftk_and_survives_a_second_save(tmp_path):
         "bert": make(HftkBertForMaskedLM),
         "gpt": make(HftkGptForCausalLM),
         "seq2seq": make(HftkSeq2SeqForConditionalGeneration),
+        # ELECTRA's saved discriminator, and a generator narrower than its (shared) embeddings.
+        "electra": make(HftkBertForPreTraining),
+        "generator": build(HftkBertForMaskedLM, tiny_bert_config(hidden_size=16, num_attention_heads=2, embedding_size=32)),
     }
-    autos = {"bert": "AutoModelForMaskedLM", "gpt": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM"}
+    autos = {"bert": "AutoModelForMaskedLM", "gpt": "AutoModelForCausalLM", "seq2seq": "AutoModelForSeq2SeqLM",
+             "electra": "AutoModelForPreTraining", "generator": "AutoModelForMaskedLM"}
     jobs = {}
     for name, model in models.items():
         model.save_pretrained(tmp_path / name)
         jobs[name] = (str(tmp_path / name), str(tmp_path / f"{name}-resaved"), autos[name])
+    # The discriminator's folder under the heads fine-tuning uses (their new layers are random: compared after a resave).
+    for auto_name in ("AutoModelForSequenceClassification", "AutoModelForTokenClassification"):
+        jobs[auto_name] = (str(tmp_path / "electra"), str(tmp_path / f"electra-{auto_name}"), auto_name)
     torch.save(IDS, tmp_path / "ids.pt")
     (tmp_path / "remote.py").write_text(REMOTE_SCRIPT)
     paths = sysconfig.get_paths()
@@ -225,6 +236,10 @@ def test_remote_code_loads_without_hftk_and_survives_a_second_save(tmp_path):
         second_map = json.loads((tmp_path / f"{name}-resaved" / "config.json").read_text())["auto_map"]
         assert second_map == first_map and len(second_map) >= 3
         assert CODE_FILES <= set(os.listdir(tmp_path / f"{name}-resaved"))
+    for auto_name, shape in (("AutoModelForSequenceClassification", (2, 3)), ("AutoModelForTokenClassification", (2, 6, 3))):
+        result = results[auto_name]
+        assert result["first"].shape == shape and torch.equal(result["resaved"], result["first"]), auto_name
+        assert result["body"] == "HftkBertModel"
 
 
 def test_clean_interpreter_really_cannot_import_hftk(tmp_path):

@@ -16,6 +16,7 @@ from transformers.models.auto import modeling_auto
 from hftk.models import (
     HftkBertConfig,
     HftkBertForMaskedLM,
+    HftkBertForPreTraining,
     HftkBertForQuestionAnswering,
     HftkBertForSequenceClassification,
     HftkBertForTokenClassification,
@@ -54,6 +55,7 @@ TASK_TABLES = {
     },
     "MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING_NAMES": {"hftk_bert": "HftkBertForTokenClassification"},
     "MODEL_FOR_QUESTION_ANSWERING_MAPPING_NAMES": {"hftk_bert": "HftkBertForQuestionAnswering"},
+    "MODEL_FOR_PRETRAINING_MAPPING_NAMES": {"hftk_bert": "HftkBertForPreTraining"},
 }
 
 
@@ -215,6 +217,13 @@ class HftkCommonTests(ModelTesterMixin):
     def test_config(self):
         self.config_tester.run_common_tests()
 
+    def _prepare_for_class(self, inputs_dict, model_class, return_labels=False):
+        """Replaced-token labels for the ELECTRA discriminator, as transformers' Electra tester adds them."""
+        inputs_dict = super()._prepare_for_class(inputs_dict, model_class, return_labels)
+        if return_labels and model_class is HftkBertForPreTraining:  # a function of the inputs: the same on every call
+            inputs_dict["labels"] = inputs_dict["input_ids"] % 2
+        return inputs_dict
+
     def test_every_hftk_class_is_tested(self):
         """No vacuous pass: the mixins above iterate over every class of the family."""
         family = {HftkBertConfig: BERT_CLASSES, HftkGptConfig: GPT_CLASSES, HftkSeq2SeqConfig: SEQ2SEQ_CLASSES}[
@@ -230,6 +239,7 @@ BERT_CLASSES = (
     HftkBertForSequenceClassification,
     HftkBertForTokenClassification,
     HftkBertForQuestionAnswering,
+    HftkBertForPreTraining,
 )
 GPT_CLASSES = (HftkGptModel, HftkGptForCausalLM, HftkGptForSequenceClassification)
 SEQ2SEQ_CLASSES = (HftkSeq2SeqModel, HftkSeq2SeqForConditionalGeneration)
@@ -261,10 +271,10 @@ class HftkBertPostLnSinusoidalTest(HftkBertTest):
 
 
 class HftkBertRopeRmsNormTest(HftkBertTest):
-    """Rotary positions, RMSNorm, gated feed-forward."""
+    """Rotary positions, RMSNorm, gated feed-forward, narrower embeddings projected up (ELECTRA's generator)."""
 
     variant = True
-    overrides = dict(position_embedding_type="rope", norm_type="rmsnorm", gated_ffn=True)
+    overrides = dict(position_embedding_type="rope", norm_type="rmsnorm", gated_ffn=True, embedding_size=16)
 
 
 class HftkGptLearnedRmsNormTest(HftkGptTest):
