@@ -42,7 +42,6 @@ from hftk.training.distributed import (
     is_sharded,
     make_accelerator,
 )
-from hftk.training.checkpoint import load_model_weights
 from hftk.training.loop import TrainingHooks, train
 
 def build_tokenizer(recipe: PretrainRecipe, corpus: datasets.DatasetDict, resume_from: Path | None):
