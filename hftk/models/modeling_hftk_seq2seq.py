@@ -100,6 +100,7 @@ class HftkSeq2SeqEncoder(HftkSeq2SeqPreTrainedModel):
         super().__init__(config)
         self.is_causal = False
         self.embeddings = Embeddings(config)
+        self.embeddings_project = None  # HftkTransformer.forward's width adapter (only ELECTRA's narrow generator has one)
         self.rotary = (
             RotaryEmbedding(config.head_dim, config.rope_base) if config.position_embedding_type == "rope" else None
         )
