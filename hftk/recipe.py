@@ -187,6 +187,10 @@ class FinetuneDataSection(Section):
     source_column: str = "document"
     target_column: str = "summary"
     prompt_template: str | None = Field(None, description='default "{document}\\nTL;DR:"')
+    source_lang: str | None = Field(None, description="translation: key of the source text in the `translation` column (e.g. es)")
+    target_lang: str | None = Field(None, description="translation: key of the target text in the `translation` column (e.g. en)")
+    source_prefix: str = Field("", description='translation/summarization: text put before every source (T5: "translate Spanish to English: ")')
+    max_target_length: int | None = Field(None, ge=2, description="translation/summarization: target tokens kept for training; null: max_seq_length")
     max_seq_length: int | None = Field(None, ge=8, description="null: the task's default, at most the model's positions")
     doc_stride: int | None = Field(None, ge=1, description="QA window overlap; null: derived from max_seq_length")
     version_2_with_negative: bool = False
@@ -216,11 +220,15 @@ class FinetuneTrainingSection(TrainingSection):
     learning_rate: float | None = Field(
         None, gt=0, description="peak LR; null: by model (hftk's pre-LN encoders 3e-4, other checkpoints 1e-4)"
     )
+    label_smoothing_factor: float = Field(
+        0.0, ge=0, lt=1, description="translation/summarization: label smoothing of the training loss (the Transformer paper: 0.1)"
+    )
 
 
 class GenerationSection(Section):
     max_new_tokens: int = Field(32, ge=1)
-    num_beams: int = Field(1, ge=1)
+    num_beams: int = Field(1, ge=1, description="beam size (1: greedy)")
+    length_penalty: float = Field(1.0, description="beam search: exponent on the length a hypothesis score is divided by (>1 favours longer)")
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -229,7 +237,7 @@ class GenerationSection(Section):
 class FinetuneRecipe(Section):
     """`hftk finetune TASK`: a model to start from, task data, training, LoRA and output."""
 
-    task: Literal["glue", "classification", "qa", "ner", "generation"]
+    task: Literal["glue", "classification", "qa", "ner", "generation", "translation", "summarization"]
     model: ModelSection = Field(default_factory=ModelSection)
     data: FinetuneDataSection = Field(default_factory=FinetuneDataSection)
     training: FinetuneTrainingSection = Field(
