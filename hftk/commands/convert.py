@@ -1,4 +1,4 @@
-"""Import existing BERT and GPT-2 checkpoints into hftk's model family.
+"""Import existing BERT and GPT-2 checkpoints into hftk's model family (BART and Marian: convert_seq2seq.py).
 
 Users start from weights they already have: the converted model is configured to match the
 source exactly (post-LN, learned positions, token types, biases, the GELU variant) and
@@ -16,6 +16,7 @@ import torch
 from transformers import AutoConfig, AutoTokenizer, PretrainedConfig, PreTrainedModel
 from transformers import BertConfig, GPT2Config
 
+from hftk.commands.convert_seq2seq import SEQ2SEQ_HEADS, SEQ2SEQ_MODEL_TYPES, T5_REFUSAL, convert_seq2seq_model
 from hftk.data.tokenizer import save_tokenizer
 from hftk.errors import HftkError
 from hftk.models import (
@@ -181,8 +182,12 @@ def convert_gpt2_state_dict(state: dict[str, torch.Tensor], head: bool) -> dict[
 
 
 def convert_model(source: PreTrainedModel) -> PreTrainedModel:
-    """Convert a loaded transformers BERT or GPT-2 model into the matching hftk model."""
+    """Convert a loaded transformers BERT, GPT-2, BART or Marian model into the matching hftk model."""
     architecture = type(source).__name__
+    if architecture in SEQ2SEQ_HEADS:
+        return convert_seq2seq_model(source)
+    if architecture.startswith("T5"):
+        raise HftkError(T5_REFUSAL)
     if architecture in BERT_HEADS:
         target_class, config = BERT_HEADS[architecture], bert_config_to_hftk(source.config)
         state = convert_bert_state_dict(source.state_dict(), head=architecture != "BertModel")
@@ -192,7 +197,7 @@ def convert_model(source: PreTrainedModel) -> PreTrainedModel:
         target_class, config = GPT2_HEADS[architecture], gpt2_config_to_hftk(source.config)
         state = convert_gpt2_state_dict(source.state_dict(), head=architecture != "GPT2Model")
     else:
-        supported = ", ".join([*BERT_HEADS, *GPT2_HEADS])
+        supported = ", ".join([*BERT_HEADS, *GPT2_HEADS, *SEQ2SEQ_HEADS])
         raise HftkError(f"cannot convert {architecture}: supported architectures are {supported}")
     if architecture == "BertModel" and not any(k.startswith("pooler.") for k in state):
         config.use_pooler = False
@@ -211,8 +216,15 @@ def _source_model_class(config: PretrainedConfig) -> type[PreTrainedModel]:
     import transformers
 
     architecture = (config.architectures or [None])[0]
+    if config.model_type in ("t5", "mt5"):
+        raise HftkError(T5_REFUSAL)
+    if config.model_type in SEQ2SEQ_MODEL_TYPES:
+        architecture = architecture if architecture in SEQ2SEQ_HEADS else SEQ2SEQ_MODEL_TYPES[config.model_type]
+        return getattr(transformers, architecture)
     if config.model_type not in ("bert", "gpt2"):
-        raise HftkError(f"cannot convert model_type {config.model_type!r}: hftk converts 'bert' and 'gpt2' checkpoints")
+        raise HftkError(
+            f"cannot convert model_type {config.model_type!r}: hftk converts 'bert', 'gpt2', 'bart' and 'marian' checkpoints"
+        )
     if architecture is None:
         architecture = "BertModel" if config.model_type == "bert" else "GPT2LMHeadModel"
     if architecture not in BERT_HEADS and architecture not in GPT2_HEADS:
@@ -222,7 +234,7 @@ def _source_model_class(config: PretrainedConfig) -> type[PreTrainedModel]:
 
 
 def convert_checkpoint(source: str | Path, output_dir: str | Path, *, overwrite: bool = False) -> Path:
-    """Convert a BERT/GPT-2 checkpoint folder (or Hub id) and save it, with its tokenizer, to `output_dir`.
+    """Convert a BERT/GPT-2/BART/Marian checkpoint folder (or Hub id) and save it, with its tokenizer, to `output_dir`.
 
     A non-empty `output_dir` is refused unless `overwrite` (then it is emptied first): writing
     into a finished run would leave its old metrics, card and checkpoints beside new weights.

@@ -1,7 +1,7 @@
 """hftk's own Transformer family, registered with transformers' Auto classes.
 
 `register_auto_classes()` (called by `import hftk`) makes `AutoConfig`/`AutoModel*` resolve
-the `hftk_bert` and `hftk_gpt` model types in this Python, and marks every class for
+the `hftk_bert`, `hftk_gpt` and `hftk_seq2seq` model types in this Python, and marks every class for
 `auto_map`, so `save_pretrained` copies the self-contained code files beside the weights
 and the folder loads with `trust_remote_code=True` where hftk is not installed.
 """
@@ -12,11 +12,12 @@ from transformers import (
     AutoModelForCausalLM,
     AutoModelForMaskedLM,
     AutoModelForQuestionAnswering,
+    AutoModelForSeq2SeqLM,
     AutoModelForSequenceClassification,
     AutoModelForTokenClassification,
 )
 
-from hftk.models.configuration_hftk import HftkBertConfig, HftkConfig, HftkGptConfig
+from hftk.models.configuration_hftk import HftkBertConfig, HftkConfig, HftkGptConfig, HftkSeq2SeqConfig
 from hftk.models.modeling_hftk_bert import (
     HftkBertForMaskedLM,
     HftkBertForQuestionAnswering,
@@ -25,6 +26,7 @@ from hftk.models.modeling_hftk_bert import (
     HftkBertModel,
 )
 from hftk.models.modeling_hftk_gpt import HftkGptForCausalLM, HftkGptForSequenceClassification, HftkGptModel
+from hftk.models.modeling_hftk_seq2seq import HftkSeq2SeqForConditionalGeneration, HftkSeq2SeqModel
 
 AUTO_CLASSES = {
     HftkBertConfig: {
@@ -38,6 +40,10 @@ AUTO_CLASSES = {
         AutoModel: HftkGptModel,
         AutoModelForCausalLM: HftkGptForCausalLM,
         AutoModelForSequenceClassification: HftkGptForSequenceClassification,
+    },
+    HftkSeq2SeqConfig: {
+        AutoModel: HftkSeq2SeqModel,
+        AutoModelForSeq2SeqLM: HftkSeq2SeqForConditionalGeneration,
     },
 }
 
@@ -68,6 +74,9 @@ __all__ = [
     "HftkGptModel",
     "HftkGptForCausalLM",
     "HftkGptForSequenceClassification",
+    "HftkSeq2SeqConfig",
+    "HftkSeq2SeqModel",
+    "HftkSeq2SeqForConditionalGeneration",
     "register_auto_classes",
 ]
 

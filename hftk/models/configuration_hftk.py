@@ -1,4 +1,5 @@
-"""Configurations of hftk's two model types: the encoder `hftk_bert` and the decoder `hftk_gpt`.
+"""Configurations of hftk's model types: the encoder `hftk_bert`, the decoder `hftk_gpt` and the
+encoder-decoder `hftk_seq2seq`.
 
 Self-contained on purpose: `save_pretrained` copies this file next to the weights, so it
 may import only torch/transformers and nothing else from hftk.
@@ -113,4 +114,45 @@ class HftkGptConfig(HftkConfig):
     use_cache: bool = True
 
 
-__all__ = ["HftkConfig", "HftkBertConfig", "HftkGptConfig"]
+class HftkSeq2SeqConfig(HftkConfig):
+    """Encoder-decoder joined by cross-attention ("Attention Is All You Need"): translation, summarization.
+
+    Defaults follow the paper where it matters for the architecture: sinusoidal positions and
+    token embeddings scaled by sqrt(hidden_size) (`scale_embedding`); the family's pre-LN default
+    stays (post-LN, as the paper and BART/Marian, is `pre_norm=False`). `num_hidden_layers` is
+    the depth of the encoder and of the decoder alike.
+
+    `share_embeddings`: one token table for source and target (a shared vocabulary, as the
+    paper's byte-pair vocabulary); with False each side has its own table of `vocab_size` rows.
+    `tie_word_embeddings`: the output projection is the decoder's token table.
+    `lm_head_bias`: a bias on the output projection (BART's and Marian's `final_logits_bias`).
+    `label_smoothing`: of the loss the model returns (the paper trains with 0.1).
+    `decoder_start_token_id`: what the decoder reads first; labels shift right behind it.
+    """
+
+    model_type = "hftk_seq2seq"
+    keys_to_ignore_at_inference = ["past_key_values"]
+
+    vocab_size: int = 32000
+    type_vocab_size: int = 0
+    norm_eps: float = 1e-5
+    position_embedding_type: str = "sinusoidal"
+    max_position_embeddings: int = 1024
+    scale_embedding: bool = True
+    share_embeddings: bool = True
+    lm_head_bias: bool = False
+    label_smoothing: float = 0.0
+    is_encoder_decoder: bool = True
+    use_cache: bool = True
+    pad_token_id: int | None = 0
+    bos_token_id: int | None = 1
+    eos_token_id: int | list[int] | None = 2
+    decoder_start_token_id: int | None = 1
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+
+
+__all__ = ["HftkConfig", "HftkBertConfig", "HftkGptConfig", "HftkSeq2SeqConfig"]

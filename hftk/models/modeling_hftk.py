@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
-from transformers.cache_utils import Cache, DynamicCache
+from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast
@@ -85,6 +85,8 @@ class Embeddings(nn.Module):
         self.norm = make_norm(config) if config.embedding_norm else None
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.position_embedding_type = config.position_embedding_type
+        # The paper (and Marian) multiply token embeddings by sqrt(d_model) before adding positions.
+        self.scale = math.sqrt(config.hidden_size) if getattr(config, "scale_embedding", False) else 1.0
 
     def forward(
         self,
@@ -94,6 +96,8 @@ class Embeddings(nn.Module):
         token_type_ids: torch.Tensor | None,
     ) -> torch.Tensor:
         x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
+        if inputs_embeds is None and self.scale != 1.0:
+            x = x * self.scale
         if self.position_embeddings is not None:
             x = x + self.position_embeddings(position_ids)
         elif self.position_embedding_type == "sinusoidal":
@@ -207,6 +211,63 @@ class SelfAttention(nn.Module):
         return self.out_proj(out.reshape(batch, length, -1)), weights
 
 
+class CrossAttention(nn.Module):
+    """Multi-head attention from the decoder's states (queries) to the encoder's (keys, values).
+
+    The keys and values depend only on the source, so under generation they are computed on
+    the first step and kept in the cross-attention half of transformers' `EncoderDecoderCache`
+    (`is_updated[layer]` marks them done), as transformers' own encoder-decoders do. No rotary
+    positions here: source and target positions are not on one axis.
+    """
+
+    def __init__(self, config: HftkConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.config = config
+        self.layer_idx = layer_idx
+        self.is_causal = False
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.head_dim
+        self.scaling = self.head_dim**-0.5
+        self.q_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
+        self.kv = nn.Linear(config.hidden_size, 2 * config.hidden_size, bias=config.attention_bias)
+        self.out_proj = nn.Linear(config.hidden_size, config.hidden_size, bias=config.attention_bias)
+        self.attention_dropout = config.attention_probs_dropout_prob
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        encoder_states: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        past_key_values: EncoderDecoderCache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        batch, length, _ = x.shape
+        q = self.q_proj(x).view(batch, length, self.num_heads, self.head_dim).transpose(1, 2)
+        if past_key_values is not None and past_key_values.is_updated.get(self.layer_idx):
+            layer = past_key_values.cross_attention_cache.layers[self.layer_idx]
+            k, v = layer.keys, layer.values
+        else:
+            kv = self.kv(encoder_states).view(batch, encoder_states.shape[1], 2, self.num_heads, self.head_dim)
+            k, v = kv[:, :, 0].transpose(1, 2), kv[:, :, 1].transpose(1, 2)
+            if past_key_values is not None:
+                k, v = past_key_values.cross_attention_cache.update(k, v, self.layer_idx)
+                past_key_values.is_updated[self.layer_idx] = True
+        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
+            self.config._attn_implementation, eager_attention_forward
+        )
+        out, weights = attention(
+            self,
+            q,
+            k,
+            v,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
+        )
+        return self.out_proj(out.reshape(batch, length, -1)), weights
+
+
 class FeedForward(nn.Module):
     """Position-wise MLP: act(x W_up) W_down, or the gated variant act(x W_gate) * (x W_up) W_down."""
 
@@ -261,6 +322,53 @@ class Block(GradientCheckpointingLayer):
         attended, _ = self.attention(x, attention_mask, rotary, past_key_values, **kwargs)
         x = self.attention_norm(x + self.dropout(attended))
         return self.mlp_norm(x + self.dropout(self.mlp(x)))
+
+
+class DecoderBlock(GradientCheckpointingLayer):
+    """A decoder layer of an encoder-decoder: causal self-attention, cross-attention to the
+    encoder, feed-forward; each sublayer wrapped in a residual, pre-LN or post-LN as `Block`.
+
+    `past_key_values` is an `EncoderDecoderCache`: its self-attention half grows by a token per
+    step, its cross-attention half is filled once. Under gradient checkpointing the encoder's
+    states must be positional (they need gradients through the recomputation).
+    """
+
+    def __init__(self, config: HftkConfig, layer_idx: int) -> None:
+        super().__init__()
+        self.pre_norm = config.pre_norm
+        self.attention_norm = make_norm(config)
+        self.attention = SelfAttention(config, layer_idx, is_causal=True)
+        self.cross_attention_norm = make_norm(config)
+        self.cross_attention = CrossAttention(config, layer_idx)
+        self.mlp_norm = make_norm(config)
+        self.mlp = FeedForward(config)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def _residual(self, x: torch.Tensor, norm: nn.Module, sublayer: Callable) -> torch.Tensor:
+        if self.pre_norm:
+            return x + self.dropout(sublayer(norm(x)))
+        return norm(x + self.dropout(sublayer(x)))
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        encoder_hidden_states: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        encoder_attention_mask: torch.Tensor | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+        past_key_values: EncoderDecoderCache | None = None,
+        **kwargs: Unpack[TransformersKwargs],
+    ) -> torch.Tensor:
+        self_cache = past_key_values.self_attention_cache if past_key_values is not None else None
+        x = self._residual(
+            x, self.attention_norm, lambda h: self.attention(h, attention_mask, rotary, self_cache, **kwargs)[0]
+        )
+        x = self._residual(
+            x,
+            self.cross_attention_norm,
+            lambda h: self.cross_attention(h, encoder_hidden_states, encoder_attention_mask, past_key_values, **kwargs)[0],
+        )
+        return self._residual(x, self.mlp_norm, self.mlp)
 
 
 # ---------------------------------------------------------------------------------------------

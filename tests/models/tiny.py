@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import hftk  # noqa: F401  (registers the Auto classes)
-from hftk.models import HftkBertConfig, HftkGptConfig
+from hftk.models import HftkBertConfig, HftkGptConfig, HftkSeq2SeqConfig
 
 TINY = dict(
     vocab_size=97,
@@ -25,6 +25,10 @@ def tiny_bert_config(**overrides) -> HftkBertConfig:
 
 def tiny_gpt_config(**overrides) -> HftkGptConfig:
     return HftkGptConfig(**{**TINY, "bos_token_id": 1, "eos_token_id": 2, **overrides})
+
+
+def tiny_seq2seq_config(**overrides) -> HftkSeq2SeqConfig:
+    return HftkSeq2SeqConfig(**{**TINY, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2, **overrides})
 
 
 def build(model_class, config, seed: int = 0):
