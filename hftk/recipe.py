@@ -41,7 +41,7 @@ class ModelSection(Section):
 
 class TokenizerSection(Section):
     name_or_path: str | None = Field(None, description="reuse this tokenizer instead of training one")
-    kind: Literal["wordpiece", "bpe"] | None = Field(None, description="default: wordpiece for mlm, bpe for clm")
+    kind: Literal["wordpiece", "bpe", "seq2seq"] | None = Field(None, description="default: wordpiece for mlm, bpe for clm, seq2seq for denoise")
     vocab_size: int = Field(8192, ge=64)
     min_frequency: int = Field(2, ge=1)
 

@@ -47,10 +47,13 @@ def require_seq2seq_model(config, task: str, path: str | None) -> None:
 
     if type(config) in transformers.AutoModelForSeq2SeqLM._model_mapping:
         return
-    if type(config) in transformers.AutoModelForCausalLM._model_mapping:
-        kind, hint = "a decoder-only model", "; to fine-tune a decoder on source -> target prompts use `hftk finetune generation`"
-    elif type(config) in transformers.AutoModelForMaskedLM._model_mapping or not getattr(config, "is_encoder_decoder", False):
+    # BERT has a causal-LM head class too: an encoder is anything with a masked-LM head.
+    if type(config) in transformers.AutoModelForMaskedLM._model_mapping:
         kind, hint = "an encoder-only model", ""
+    elif type(config) in transformers.AutoModelForCausalLM._model_mapping:
+        kind, hint = "a decoder-only model", "; to fine-tune a decoder on source -> target prompts use `hftk finetune generation`"
+    elif not getattr(config, "is_encoder_decoder", False):
+        kind, hint = "not an encoder–decoder", ""
     else:
         kind, hint = "an encoder–decoder without a seq2seq LM head", ""
     raise HftkError(
@@ -152,7 +155,7 @@ def label_smoothed_loss(epsilon: float) -> Callable[..., torch.Tensor]:
         labels = batch["labels"]
         # With decoder_input_ids from the collator, no labels go in (the model would compute a loss we discard).
         inputs = {k: v for k, v in batch.items() if k != "labels"} if "decoder_input_ids" in batch else batch
-        logits = model(**inputs).logits
+        logits = model(**inputs, use_cache=False).logits  # no labels: the model would build a KV cache we never use
         reduction = "sum" if num_items_in_batch is not None else "mean"
         loss = F.cross_entropy(
             logits.flatten(0, 1).float(), labels.flatten().to(logits.device), ignore_index=IGNORE,
