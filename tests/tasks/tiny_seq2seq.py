@@ -25,7 +25,7 @@ def seq2seq_tokenizer(texts: list[str], vocab_size: int = 400):
     """hftk's seq2seq BPE (<pad> <s> </s> <unk> <mask>, sentinels; encodings end in </s>)."""
     from hftk.data.tokenizer import train_tokenizer
 
-    return train_tokenizer(texts, kind="seq2seq", vocab_size=vocab_size, min_frequency=1, model_max_length=128)
+    return train_tokenizer(texts, kind="seq2seq", vocab_size=vocab_size, min_frequency=1, model_max_length=256)
 
 
 def _ids(tokenizer) -> dict:
@@ -45,7 +45,7 @@ def save_tiny_hftk(folder: Path, tokenizer, seed: int = 0, **config) -> Path:
     from hftk.models import HftkSeq2SeqConfig, HftkSeq2SeqForConditionalGeneration
 
     torch.manual_seed(seed)
-    fields = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    fields = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, max_position_embeddings=256)
     fields.update(config)
     cfg = HftkSeq2SeqConfig(vocab_size=len(tokenizer), decoder_start_token_id=tokenizer.bos_token_id, **_ids(tokenizer), **fields)
     return _save(HftkSeq2SeqForConditionalGeneration(cfg), tokenizer, folder)
