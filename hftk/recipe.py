@@ -33,7 +33,7 @@ def _as_list(value: Any) -> Any:
 
 
 class ModelSection(Section):
-    type: Literal["hftk_bert", "hftk_gpt"] | None = None
+    type: Literal["hftk_bert", "hftk_gpt", "hftk_seq2seq"] | None = None
     name_or_path: str | None = Field(None, description="start from these weights (folder or Hub id)")
     config: dict[str, Any] = Field(default_factory=dict, description="fields of the model config class")
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
@@ -56,6 +56,11 @@ class PretrainDataSection(Section):
     max_seq_length: int = Field(128, ge=8)
     mlm_probability: float = Field(0.15, gt=0, lt=1)
     whole_word_mask: bool = False
+    denoising: Literal["text_infilling", "span_corruption"] = Field(
+        "text_infilling", description="objective denoise: BART's text infilling or T5's span corruption"
+    )
+    noise_density: float | None = Field(None, gt=0, lt=1, description="denoise: share of tokens corrupted; null: 0.3 infilling, 0.15 span corruption")
+    mean_span_length: float = Field(3.0, gt=0, description="denoise: mean span length (infilling: the Poisson rate)")
     preprocessing_num_workers: int | None = Field(None, ge=1)
 
     _lists = field_validator("train_files", "validation_files", mode="before")(_as_list)
@@ -131,7 +136,7 @@ class OutputSection(Section):
 class PretrainRecipe(Section):
     """`hftk pretrain`: objective, model, tokenizer, data, training and output."""
 
-    objective: Literal["mlm", "clm"] = "mlm"
+    objective: Literal["mlm", "clm", "denoise"] = "mlm"
     model: ModelSection = Field(default_factory=ModelSection)
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
     data: PretrainDataSection = Field(default_factory=PretrainDataSection)
@@ -142,13 +147,13 @@ class PretrainRecipe(Section):
     def _consistent(self) -> PretrainRecipe:
         from hftk.models import MODEL_TYPES
 
-        expected = "hftk_bert" if self.objective == "mlm" else "hftk_gpt"
+        expected = {"mlm": "hftk_bert", "clm": "hftk_gpt", "denoise": "hftk_seq2seq"}[self.objective]
         if self.model.type is None:
             self.model.type = expected
         elif self.model.type != expected:
             raise ValueError(f"model.type {self.model.type} does not fit objective {self.objective} (use {expected})")
         if self.tokenizer.kind is None:
-            self.tokenizer.kind = "wordpiece" if self.objective == "mlm" else "bpe"
+            self.tokenizer.kind = {"mlm": "wordpiece", "clm": "bpe", "denoise": "seq2seq"}[self.objective]
         config_fields = {field.name: field for field in dataclasses.fields(MODEL_TYPES[self.model.type])}
         unknown = sorted(set(self.model.config) - set(config_fields))
         if unknown:

@@ -10,19 +10,22 @@ One module per objective. Each objective object has
 
 from __future__ import annotations
 
-from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForSeq2SeqLM
 
 from hftk.objectives.clm import CausalLanguageModelling
+from hftk.objectives.denoise import Denoising
 from hftk.objectives.mlm import MaskedLanguageModelling
 
-AUTO_CLASSES = {"mlm": AutoModelForMaskedLM, "clm": AutoModelForCausalLM}
+AUTO_CLASSES = {"mlm": AutoModelForMaskedLM, "clm": AutoModelForCausalLM, "denoise": AutoModelForSeq2SeqLM}
 
 
 def make_objective(recipe, tokenizer, accelerator, model):
     """The recipe's objective, ready to prepare batches for `model`."""
     if recipe.objective == "mlm":
         return MaskedLanguageModelling(recipe, tokenizer, accelerator, sparse=model.config.model_type == "hftk_bert")
+    if recipe.objective == "denoise":
+        return Denoising(recipe, tokenizer, accelerator)
     return CausalLanguageModelling()
 
 
-__all__ = ["AUTO_CLASSES", "CausalLanguageModelling", "MaskedLanguageModelling", "make_objective"]
+__all__ = ["AUTO_CLASSES", "CausalLanguageModelling", "Denoising", "MaskedLanguageModelling", "make_objective"]
