@@ -17,6 +17,7 @@ from hftk.recipe import LoraSection
 DEFAULT_TARGETS = {
     "hftk_bert": ["qkv", "out_proj", "up_proj", "down_proj"],
     "hftk_gpt": ["qkv", "out_proj", "up_proj", "down_proj"],
+    "hftk_seq2seq": ["qkv", "q_proj", "kv", "out_proj", "up_proj", "down_proj"],  # + cross-attention's q_proj / kv
     "bert": ["query", "key", "value", "dense"],
     "gpt2": ["c_attn", "c_proj", "c_fc"],
     "bart": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
