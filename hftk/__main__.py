@@ -1,5 +1,5 @@
 """`python -m hftk` is the `hftk` command."""
 
-from hftk.cli import main
+from hftk.console import main
 
 main()

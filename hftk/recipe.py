@@ -62,6 +62,11 @@ class PretrainDataSection(Section):
     noise_density: float | None = Field(None, gt=0, lt=1, description="denoise: share of tokens corrupted; null: 0.3 infilling, 0.15 span corruption")
     mean_span_length: float = Field(3.0, gt=0, description="denoise: mean span length (infilling: the Poisson rate)")
     preprocessing_num_workers: int | None = Field(None, ge=1)
+    streaming: bool = Field(False, description="read, tokenize and pack the corpus on the fly instead of caching it")
+    shuffle_buffer_size: int = Field(10_000, ge=1, description="streaming: blocks in the seeded shuffle buffer (1: no shuffle)")
+    tokenizer_sample_lines: int = Field(
+        100_000, ge=1, description="streaming: the tokenizer is trained on the stream's first N non-empty lines"
+    )
 
     _lists = field_validator("train_files", "validation_files", mode="before")(_as_list)
 
@@ -129,8 +134,18 @@ class OutputSection(Section):
         None,
         pattern=r"^[a-z0-9][a-z0-9.+-]*$",
         description="the model card's licence (a Hub licence id such as apache-2.0, mit, cc-by-4.0, other); "
-        "default: what the data allows (see hftk/provenance.py)",
+        "default: what the data allows (see hftk/reporting/provenance.py)",
     )
+
+
+class PretrainDistillSection(Section):
+    """General distillation (`hftk.objectives.distill`): a same-objective teacher's soft targets over the vocabulary."""
+
+    teacher: str | None = Field(None, description="a masked-LM (objective mlm) or causal-LM (clm) folder; the student uses its tokenizer")
+    temperature: float = Field(2.0, gt=0, description="T: softens both distributions; the soft loss is scaled by T²")
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the soft targets; 1 − alpha weights the MLM/CLM loss")
+    hidden_weight: float = Field(0.0, ge=0, description="weight of the hidden-state MSE (learned projection when widths differ)")
+    student_layers: list[int] | None = Field(None, description="initialise the student from these teacher layers (model.config empty)")
 
 
 class PretrainRecipe(Section):
@@ -142,6 +157,7 @@ class PretrainRecipe(Section):
     data: PretrainDataSection = Field(default_factory=PretrainDataSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
     output: OutputSection = Field(default_factory=OutputSection)
+    distill: PretrainDistillSection = Field(default_factory=PretrainDistillSection)
 
     @model_validator(mode="after")
     def _consistent(self) -> PretrainRecipe:
@@ -165,6 +181,7 @@ class PretrainRecipe(Section):
             MODEL_TYPES[self.model.type](**self.model.config)
         except (ValueError, TypeError) as error:
             raise ValueError(f"model.config: {str(error).splitlines()[0]}") from None
+        _check_streaming(self)
         positions = self.model.config.get("max_position_embeddings")
         if positions is None and self.model.name_or_path is None:
             positions = config_fields["max_position_embeddings"].default
@@ -174,6 +191,28 @@ class PretrainRecipe(Section):
                 f"({positions}); lower the first or raise the second"
             )
         return self
+
+
+def _check_streaming(recipe: PretrainRecipe) -> None:
+    """`data.streaming` reads the corpus once, front to back: refuse what needs all of it first."""
+    data, training = recipe.data, recipe.training
+    if not data.streaming:
+        stray = sorted({"shuffle_buffer_size", "tokenizer_sample_lines"} & data.model_fields_set)
+        if stray:
+            raise ValueError(f"data.{stray[0]} is only used with data.streaming: true; set that or drop data.{stray[0]}")
+        return
+    if not (training.max_steps or training.max_tokens) or training.num_train_epochs is not None:
+        raise ValueError(
+            "data.streaming needs training.max_steps or training.max_tokens, not training.num_train_epochs "
+            "(a streamed corpus has no length to count epochs in)"
+        )
+    if not data.validation_files and data.dataset_name is None:
+        raise ValueError(
+            "data.streaming needs data.validation_files: holding out data.validation_split_percentage of the lines "
+            "needs the whole corpus"
+        )
+    if data.preprocessing_num_workers is not None:
+        raise ValueError("data.preprocessing_num_workers is for the cached path; drop it with data.streaming (tokenized on the fly)")
 
 
 class FinetuneDataSection(Section):

@@ -68,7 +68,7 @@ def removes_new_output_dir_on_error(run: Run) -> Run:
         created = _first_missing(output_dir)  # the folder (or a parent of it) this run would create
         try:
             return run(recipe, *args, **kwargs)
-        except Exception:
+        except BaseException:  # Ctrl-C in data preparation too: nothing half-made stays behind
             if created is not None and created.is_dir() and latest_checkpoint(output_dir) is None and _is_main_process():
                 shutil.rmtree(created, ignore_errors=True)
             raise

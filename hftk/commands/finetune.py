@@ -519,8 +519,14 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     def save_model(model, folder: Path, state_dict: dict | None = None) -> None:
         write_model_folder(unwrap(model), tokenizer, folder, state_dict)
 
+    def load_model(model, folder: Path) -> None:  # resume: the weights of the model save_model wrote (a distiller's student)
+        from hftk.training.checkpoint import load_model_weights
+
+        load_model_weights(unwrap(model), folder)
+
     hooks = TrainingHooks(
         save_model=save_model,
+        load_model=load_model,
         count_tokens=lambda batch: int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel(),
         evaluate=evaluator,
         compute_loss=label_smoothed_loss(training.label_smoothing_factor) if training.label_smoothing_factor else None,

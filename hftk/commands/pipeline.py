@@ -42,6 +42,7 @@ PRETRAIN_STAGE = "pretrain"
 BASELINE_INIT_STAGE = "baseline-init"
 BASELINE_PREFIX = "baseline-"
 CURVES_DIR = "curves"
+INT8_SUFFIX = "-int8"
 STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 Echo = Callable[[str], None]
@@ -120,6 +121,26 @@ class FinetuneStage(Section):
         return value
 
 
+class DistillStage(Section):
+    """Distil a fine-tuning stage's model (the teacher) into a student on the same task and data (`hftk distill`)."""
+
+    teacher: str = Field(description="the finetune stage whose model teaches")
+    name: str | None = Field(None, description="stage folder (default: TEACHER-student)")
+    recipe: str | None = Field(None, description="default: distill-classification (its loss and training settings)")
+    set: list[str] = Field(default_factory=list)
+    student: dict[str, Any] | None = None
+    distill: dict[str, Any] | None = None
+    augment: dict[str, Any] | None = None
+    data: dict[str, Any] | None = Field(None, description="merged over the teacher stage's data")
+    training: dict[str, Any] | None = None
+
+    _lists = field_validator("set", mode="before")(_as_list)
+
+    @property
+    def folder(self) -> str:
+        return self.name or f"{self.teacher}-student"
+
+
 class BaselineSpec(Section):
     """Random initialisation of the pretrained architecture, fine-tuned like the pretrained model."""
 
@@ -140,6 +161,8 @@ class Pipeline(Section):
     pretrain: PretrainSpec
     finetune: list[FinetuneStage] = Field(default_factory=list)
     baseline: BaselineSpec | None = None
+    distill: list[DistillStage] = Field(default_factory=list)
+    quantize: list[str] = Field(default_factory=list, description="finetune/distill stages to quantize to int8 (into STAGE-int8)")
     push: PushSpec | None = None
 
     @field_validator("baseline", mode="before")
@@ -155,6 +178,15 @@ class Pipeline(Section):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         if duplicates:
             raise ValueError(f"finetune stage names must be unique; repeated: {', '.join(duplicates)}")
+        students = [stage.folder for stage in self.distill]
+        for stage in self.distill:
+            if stage.teacher not in names:
+                raise ValueError(f"distill stage {stage.folder}: teacher {stage.teacher!r} is not a finetune stage ({', '.join(names) or 'none'})")
+            if not STAGE_NAME.match(stage.folder) or stage.folder in (*names, PRETRAIN_STAGE, BASELINE_INIT_STAGE) or students.count(stage.folder) > 1:
+                raise ValueError(f"distill stage name {stage.folder!r} must be a new folder name (letters, digits, '_', '.', '-')")
+        unknown = [name for name in self.quantize if name not in (*names, *students)]
+        if unknown:
+            raise ValueError(f"quantize: {unknown[0]!r} is not a finetune or distill stage ({', '.join([*names, *students])})")
         return self
 
 
@@ -190,10 +222,13 @@ class CurvePoint:
 class LoadedPipeline:
     """The validated pipeline with the recipe every stage will run (paths already filled in)."""
 
-    def __init__(self, spec: Pipeline, pretrain: PretrainRecipe, finetune: dict[str, FinetuneRecipe]) -> None:
+    def __init__(
+        self, spec: Pipeline, pretrain: PretrainRecipe, finetune: dict[str, FinetuneRecipe], distill: dict[str, Any] | None = None
+    ) -> None:
         self.spec = spec
         self.pretrain = pretrain
         self.finetune = finetune
+        self.distill = distill or {}  # stage folder -> DistillRecipe
         self.output_dir = Path(spec.output_dir)
         self.curves: dict[str, list[CurvePoint]] = {
             stage.name: curve_points(self, stage.name, stage.learning_curve) for stage in spec.finetune if stage.learning_curve
@@ -256,20 +291,27 @@ def curve_points(pipeline: LoadedPipeline, name: str, spec: LearningCurveSpec) -
     return points
 
 
-def split_overrides(overrides: list[str], stage_names: list[str]) -> tuple[list[str], list[str], dict[str, list[str]]]:
-    """Route `--set` items: `pretrain.KEY=V`, `finetune.NAME.KEY=V` / `finetune.*.KEY=V`, or a pipeline key."""
-    top, pretrain, stages = [], [], {name: [] for name in stage_names}
+def split_overrides(
+    overrides: list[str], stage_names: list[str], student_names: list[str] | None = None
+) -> tuple[list[str], list[str], dict[str, list[str]]]:
+    """Route `--set` items: `pretrain.KEY=V`, `finetune.NAME.KEY=V` / `finetune.*.KEY=V` (`distill.NAME.KEY=V` /
+    `distill.*.KEY=V` for distill stages, returned under `distill:NAME`), or a pipeline key."""
+    student_names = student_names or []
+    top, pretrain = [], []
+    stages = {name: [] for name in stage_names} | {f"distill:{name}": [] for name in student_names}
     for item in overrides:
         key, sep, value = item.partition("=")
         parts = key.strip().split(".")
         if parts[0] == "pretrain" and len(parts) > 1 and parts[1] not in ("recipe", "set"):
             pretrain.append(f"{'.'.join(parts[1:])}={value}")
-        elif parts[0] == "finetune" and len(parts) > 2:
-            targets = stage_names if parts[1] == "*" else [parts[1]]
-            if parts[1] != "*" and parts[1] not in stages:
-                raise HftkError(f"--set {key}: no finetune stage {parts[1]!r}; stages: {', '.join(stage_names) or 'none'}")
+        elif parts[0] in ("finetune", "distill") and len(parts) > 2:
+            names = stage_names if parts[0] == "finetune" else student_names
+            prefix = "" if parts[0] == "finetune" else "distill:"
+            targets = names if parts[1] == "*" else [parts[1]]
+            if parts[1] != "*" and parts[1] not in names:
+                raise HftkError(f"--set {key}: no {parts[0]} stage {parts[1]!r}; stages: {', '.join(names) or 'none'}")
             for name in targets:
-                stages[name].append(f"{'.'.join(parts[2:])}={value}")
+                stages[prefix + name].append(f"{'.'.join(parts[2:])}={value}")
         else:
             top.append(item)
     return top, pretrain, stages
@@ -282,7 +324,10 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Loade
     path = resolve_recipe_path(path)  # a file, or a shipped name such as pipeline-shared
     data = read_yaml(path)
     stage_names = [s.get("name") for s in data.get("finetune") or [] if isinstance(s, dict) and s.get("name")]
-    top, pretrain_sets, stage_sets = split_overrides(overrides or [], stage_names)
+    student_names = [
+        s.get("name") or f"{s.get('teacher')}-student" for s in data.get("distill") or [] if isinstance(s, dict) and s.get("teacher")
+    ]
+    top, pretrain_sets, stage_sets = split_overrides(overrides or [], stage_names, student_names)
     apply_overrides(data, top)
     for stage in data.get("finetune") or []:  # finetune.NAME.learning_curve.* is a pipeline key, not a recipe key
         if isinstance(stage, dict) and stage.get("name") in stage_sets:
@@ -299,7 +344,11 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Loade
     }
     if path.resolve().parent == RECIPES_DIR.resolve():
         _anchor_shipped_paths(pretrain, finetune.values())
-    return LoadedPipeline(spec, pretrain, finetune)
+    distill = {  # after the anchoring: students read their teacher stage's (anchored) data
+        stage.folder: build_distill_recipe(stage, stage_sets.get(f"distill:{stage.folder}", []), finetune[stage.teacher], output_dir)
+        for stage in spec.distill
+    }
+    return LoadedPipeline(spec, pretrain, finetune, distill)
 
 
 def _data_paths(pretrain: PretrainRecipe, finetune) -> list[tuple[Section, str, str]]:
@@ -386,6 +435,25 @@ def build_finetune_recipe(stage: FinetuneStage, extra_sets: list[str], output_di
         raise HftkError(f"finetune stage {stage.name}: model.name_or_path is set by the pipeline (the pretrained model); remove it")
     apply_overrides(data, [f"model.name_or_path={model_dir}", *_output_overrides(output_dir)])
     return validate(FinetuneRecipe, data, f"pipeline finetune stage {stage.name}")
+
+
+def build_distill_recipe(stage: DistillStage, extra_sets: list[str], teacher: FinetuneRecipe, output_dir: Path):
+    """The `hftk distill` recipe of a distill stage: the teacher stage's task and data, the distill recipe's settings."""
+    from hftk.distill.recipe import DistillRecipe
+
+    if teacher.task == "generation":
+        raise HftkError(f"distill stage {stage.folder}: teacher stage {stage.teacher} is a generation task; distil classification, glue, qa or ner")
+    data = read_yaml(resolve_recipe_path(stage.recipe or "distill-classification"))
+    data.pop("output", None)
+    data["task"] = teacher.task
+    data["data"] = _deep_merge(data.get("data") or {}, teacher.data.model_dump(mode="json"))
+    inline = {key: getattr(stage, key) for key in ("student", "distill", "augment", "data", "training") if getattr(stage, key) is not None}
+    data = _deep_merge(data, inline)
+    apply_overrides(data, [*stage.set, *extra_sets])
+    if (data.get("teacher") or {}).get("name_or_path"):
+        raise HftkError(f"distill stage {stage.folder}: teacher.name_or_path is set by the pipeline (stage {stage.teacher}); remove it")
+    apply_overrides(data, [f"teacher.name_or_path={output_dir / stage.teacher}", *_output_overrides(output_dir / stage.folder)])
+    return validate(DistillRecipe, data, f"pipeline distill stage {stage.folder}")
 
 
 def with_model(recipe: FinetuneRecipe, model_dir: Path, output_dir: Path) -> FinetuneRecipe:
@@ -490,11 +558,57 @@ def write_random_twin(pretrained: Path, folder: Path, seed: int, objective: str,
 
 
 def trained_stages(pipeline: LoadedPipeline) -> list[str]:
-    """Stage folder names in run order (the random-init folder is not a trained model)."""
+    """Stage folder names in run order (the random-init folder is not a trained model; int8 folders are copies)."""
     names = [PRETRAIN_STAGE, *pipeline.finetune]
     if pipeline.spec.baseline is not None:
         names += [BASELINE_PREFIX + name for name in pipeline.finetune]
-    return names
+    return [*names, *pipeline.distill]
+
+
+def quantized_stage(name: str) -> str:
+    return f"{name}{INT8_SUFFIX}"
+
+
+def source_recipe(pipeline: LoadedPipeline, name: str):
+    """The finetune or distill recipe of a stage (its task and evaluation data)."""
+    return pipeline.finetune.get(name) or pipeline.distill[name]
+
+
+def quantize_stage(pipeline: LoadedPipeline, name: str, echo: Echo, overwrite: bool) -> None:
+    """`hftk quantize` of a stage's model into STAGE-int8, scored on the stage's evaluation (and test) data."""
+    import json
+
+    from hftk.commands.finetune import finetune
+    from hftk.quantize import quantize_folder
+    from hftk.recipe import FinetuneDataSection, FinetuneRecipe
+    from hftk.training.checkpoint import write_json_atomic
+
+    folder = pipeline.stage_dir(quantized_stage(name))
+    if (folder / FINISHED_MARKER).is_file() and not overwrite:
+        echo(f"skipping finished stage {quantized_stage(name)} ({folder})")
+        return
+    echo(f"running stage {quantized_stage(name)} -> {folder} (int8 of {name})")
+    quantize_folder(pipeline.stage_dir(name), folder, overwrite=True)
+    source = source_recipe(pipeline, name)
+    fields = {key: getattr(source, key).model_dump(mode="json") for key in ("data", "training")}
+    fields["data"] = {key: value for key, value in fields["data"].items() if key in FinetuneDataSection.model_fields}  # no unlabeled_files
+    metrics: dict[str, Any] = {"source": name}
+    splits = [("eval_", source.data.validation_file), ("test_", source.data.test_file)]
+    for prefix, file in splits:
+        if prefix == "test_" and not file:
+            continue
+        recipe = FinetuneRecipe.model_validate(
+            {"task": source.task, **fields, "model": {"name_or_path": str(folder)}, "output": {"output_dir": str(folder / f"{prefix}evaluation")}}
+        )
+        recipe.data.train_file = None
+        if prefix == "test_":
+            recipe.data.validation_file, recipe.data.max_eval_samples = file, None
+        recipe.training.mixed_precision = "no"  # int8 kernels run in fp32 around them
+        AcceleratorState._reset_state()
+        out = finetune(recipe, evaluate_only=True)
+        scores = json.loads((out / FINISHED_MARKER).read_text())
+        metrics.update({prefix + key.removeprefix("eval_"): value for key, value in scores.items()})
+    write_json_atomic(folder / FINISHED_MARKER, metrics)
 
 
 def run_pipeline(pipeline: LoadedPipeline, *, overwrite: bool = False, echo: Echo = print) -> Path:
@@ -524,6 +638,13 @@ def run_pipeline(pipeline: LoadedPipeline, *, overwrite: bool = False, echo: Ech
             run_stage(point.name, point.pretrained, finetune, echo, overwrite)
             if point.baseline is not None:
                 run_stage(BASELINE_PREFIX + point.name, point.baseline, finetune, echo, overwrite)
+    if pipeline.distill:
+        from hftk.distill.run import distill
+
+        for name, recipe in pipeline.distill.items():
+            run_stage(name, recipe, distill, echo, overwrite)
+    for name in pipeline.spec.quantize:
+        quantize_stage(pipeline, name, echo, overwrite)
     report = write_report(pipeline)
     echo(f"report written to {report}")
     if pipeline.spec.push is not None:

@@ -19,12 +19,14 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, PreTrainedModel
 
+from hftk.commands.pretrain_stream import streaming_data
 from hftk.data.corpus import load_text_corpus
 from hftk.data.packing import tokenize_and_pack
 from hftk.data.tokenizer import load_tokenizer, train_tokenizer
 from hftk.errors import HftkError
 from hftk.models import MODEL_TYPES
 from hftk.objectives import AUTO_CLASSES, make_objective
+from hftk.objectives import distill as distillation
 from hftk.recipe import PretrainRecipe, dump_recipe
 from hftk.run_outputs import (
     check_device_settings,
@@ -40,6 +42,7 @@ from hftk.training.distributed import (
     is_sharded,
     make_accelerator,
 )
+from hftk.training.checkpoint import load_model_weights
 from hftk.training.loop import TrainingHooks, train
 
 def build_tokenizer(recipe: PretrainRecipe, corpus: datasets.DatasetDict, resume_from: Path | None):
@@ -112,41 +115,59 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     check_device_settings(training, accelerator)
     check_same_recipe(accelerator, dump_recipe(recipe))
     if is_sharded(accelerator):  # before any work: can FSDP wrap this model's blocks?
+        if recipe.distill.teacher:
+            raise HftkError("distill.teacher does not run under FSDP/DeepSpeed ZeRO-3 yet: use DDP or one process")
         check_fsdp_wrappable(accelerator, model_skeleton(recipe))
+    distillation.check_recipe(recipe)
+    teacher = None
+    if recipe.distill.teacher:  # before the output folder: a teacher that cannot teach is a one-line error
+        teacher, teacher_tokenizer = distillation.load_teacher(recipe)
+        distillation.check_tokenizers(recipe, teacher_tokenizer)
     resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
     set_seed(training.seed)
 
+    def tokenizer_for(recipe, corpus, resume_from):  # a distilled student speaks its teacher's tokenizer
+        return teacher_tokenizer if teacher is not None else build_tokenizer(recipe, corpus, resume_from)
+
     with accelerator.main_process_first():
-        corpus = load_text_corpus(
-            data.train_files or None,
-            dataset_name=data.dataset_name,
-            dataset_config=data.dataset_config,
-            text_column=data.text_column,
-            validation_files=data.validation_files or None,
-            validation_split_percentage=data.validation_split_percentage,
-            seed=training.seed,
-        )
-        tokenizer = build_tokenizer(recipe, corpus, resume_from)
-        packed = {
-            split: tokenize_and_pack(
-                corpus[split],
-                tokenizer,
-                data.max_seq_length,
-                add_special_tokens=recipe.objective == "mlm",
-                num_proc=data.preprocessing_num_workers,
-                desc=split,
-            ).with_format("torch")
-            for split in ("train", "validation")
-        }
-    model = build_model(recipe, tokenizer)
+        if data.streaming:
+            tokenizer, stream_loader, validation = streaming_data(recipe, accelerator, resume_from, tokenizer_for)
+            packed = {"validation": validation}
+        else:
+            corpus = load_text_corpus(
+                data.train_files or None,
+                dataset_name=data.dataset_name,
+                dataset_config=data.dataset_config,
+                text_column=data.text_column,
+                validation_files=data.validation_files or None,
+                validation_split_percentage=data.validation_split_percentage,
+                seed=training.seed,
+            )
+            tokenizer = tokenizer_for(recipe, corpus, resume_from)
+            packed = {
+                split: tokenize_and_pack(
+                    corpus[split],
+                    tokenizer,
+                    data.max_seq_length,
+                    add_special_tokens=recipe.objective == "mlm",
+                    num_proc=data.preprocessing_num_workers,
+                    desc=split,
+                ).with_format("torch")
+                for split in ("train", "validation")
+            }
+    model = build_model(recipe, tokenizer) if teacher is None else distillation.build_student(recipe, teacher, tokenizer, build_model)
     accelerator.print(
         f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f} M parameters, "
-        f"{len(packed['train'])} training blocks of {data.max_seq_length} tokens"
+        + ("training blocks" if data.streaming else f"{len(packed['train'])} training blocks")
+        + f" of {data.max_seq_length} tokens{', streamed' if data.streaming else ''}"
     )
 
-    train_loader = DataLoader(packed["train"], batch_size=training.per_device_train_batch_size, shuffle=True, drop_last=True)
+    if data.streaming:
+        train_loader = stream_loader
+    else:
+        train_loader = DataLoader(packed["train"], batch_size=training.per_device_train_batch_size, shuffle=True, drop_last=True)
     eval_loader = DataLoader(packed["validation"], batch_size=training.per_device_eval_batch_size)
-    if len(train_loader) == 0:
+    if not data.streaming and len(train_loader) == 0:
         raise HftkError(
             f"only {len(packed['train'])} training blocks, fewer than one batch of "
             f"{training.per_device_train_batch_size}: lower training.per_device_train_batch_size or add text"
@@ -154,6 +175,9 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     eval_loader = accelerator.prepare(eval_loader)
 
     objective = make_objective(recipe, tokenizer, accelerator, model)
+    if teacher is not None:
+        model = distillation.wrap_student(recipe, model, teacher, accelerator)
+    student = distillation.unwrap_student
 
     def evaluate(model) -> dict[str, float]:
         model.eval()
@@ -172,10 +196,11 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         return {"eval_loss": loss, "perplexity": math.exp(min(loss, 50.0))}
 
     def save_model(model, folder: Path, state_dict: dict | None = None) -> None:
-        write_model_folder(model, tokenizer, folder, state_dict)
+        write_model_folder(student(model), tokenizer, folder, state_dict)
 
     hooks = TrainingHooks(
         save_model=save_model,
+        load_model=lambda model, folder: load_model_weights(student(model), folder),
         prepare_batch=lambda batch, index: objective.prepare(batch, index),
         count_targets=objective.count_targets,
         count_tokens=lambda batch: int(batch["input_ids"].numel()),
@@ -202,14 +227,14 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         "wall_time_seconds": state.wall_seconds,
         "train_planned_steps": state.planned_steps,
         "train_stopped_by": state.stopped_by,
-        "num_parameters": accelerator.unwrap_model(model).num_parameters(),
+        "num_parameters": student(accelerator.unwrap_model(model)).num_parameters(),
     }
     weights = full_state_dict(accelerator, model)  # FSDP: gathered from every rank, before rank 0 writes
     if accelerator.is_main_process:
         finish_run(
             output_dir,
             state_dict=weights,
-            model=accelerator.unwrap_model(model),
+            model=student(accelerator.unwrap_model(model)),
             tokenizer=tokenizer,
             recipe_yaml=dump_recipe(recipe),
             metrics=metrics,

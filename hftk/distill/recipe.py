@@ -50,6 +50,16 @@ class DistillSection(Section):
     hidden_weight: float = Field(0.0, ge=0, description="weight of the hidden-state MSE (needs a shared tokenizer)")
 
 
+class AugmentSection(Section):
+    """TinyBERT's augmentation: perturbed copies of the training texts, labelled by the teacher (classification)."""
+
+    copies: int = Field(0, ge=0, description="perturbed copies of each training text (TinyBERT: 20); 0 = off")
+    replace_probability: float = Field(0.4, gt=0, le=1, description="chance that each whole word is replaced (TinyBERT: 0.4)")
+    top_k: int = Field(15, ge=1, description="replacements are drawn from the masked LM's top k words (TinyBERT: 15)")
+    mlm: str | None = Field(None, description="masked-LM folder proposing the words (default: the teacher, if it has an MLM head)")
+    batch_size: int = Field(32, ge=1, description="batch size of the masked LM's passes")
+
+
 class DistillDataSection(FinetuneDataSection):
     unlabeled_files: list[str] = Field(default_factory=list, description="extra texts the teacher labels (classification)")
 
@@ -64,4 +74,5 @@ class DistillRecipe(FinetuneRecipe):
     teacher: TeacherSection = Field(default_factory=TeacherSection)
     student: StudentSection = Field(default_factory=StudentSection)
     distill: DistillSection = Field(default_factory=DistillSection)
+    augment: AugmentSection = Field(default_factory=AugmentSection)
     output: OutputSection = Field(default_factory=lambda: OutputSection(output_dir="runs/distill"))

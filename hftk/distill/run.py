@@ -18,7 +18,7 @@ import torch
 from accelerate import Accelerator
 
 from hftk.data.tokenizer import load_tokenizer
-from hftk.distill.augment import featurize_unlabeled, load_unlabeled
+from hftk.distill.augment import featurize_unlabeled, load_proposer, load_unlabeled, perturbed_copies
 from hftk.distill.model import DistillationCollator, DistillationModel, layer_map
 from hftk.distill.recipe import DistillRecipe
 from hftk.distill.student import write_fresh_student, write_layer_selection
@@ -26,6 +26,7 @@ from hftk.distill.teacher import TASK_KINDS, cache_teacher_outputs, load_teacher
 from hftk.errors import HftkError
 from hftk.recipe import dump_recipe
 from hftk.tasks import TaskData
+from hftk.tasks.common import load_splits, take
 
 HEAD_SUFFIXES = {
     "sequence_classification": "ForSequenceClassification",
@@ -42,8 +43,10 @@ def same_tokenizer(a, b) -> bool:
 class Distiller:
     """The hooks `finetune(..., distiller=)` calls (see its docstring)."""
 
-    def __init__(self, recipe: DistillRecipe, teacher, teacher_tokenizer, student_tokenizer, student_folder: str) -> None:
-        self.recipe, self.teacher, self.teacher_tokenizer = recipe, teacher, teacher_tokenizer
+    def __init__(
+        self, recipe: DistillRecipe, teacher, teacher_tokenizer, student_tokenizer, student_folder: str, proposer: tuple | None = None
+    ) -> None:
+        self.recipe, self.teacher, self.teacher_tokenizer, self.proposer = recipe, teacher, teacher_tokenizer, proposer
         self.student_tokenizer, self.student_folder = student_tokenizer, student_folder
         self.kind = TASK_KINDS[recipe.task]
         self.shared_tokenizer = same_tokenizer(teacher_tokenizer, student_tokenizer)
@@ -85,9 +88,16 @@ class Distiller:
         recipe, data = self.recipe, self.recipe.data
         train = task.train
         teacher_train = train if self.shared_tokenizer else self._teacher_features()
+        text, pair = data.text_column or "text", data.text_pair_column
+        extra_texts = []
         if data.unlabeled_files:
-            text, pair = data.text_column or "text", data.text_pair_column
-            raw = load_unlabeled(data.unlabeled_files, text, pair)
+            extra_texts.append(load_unlabeled(data.unlabeled_files, text, pair))
+            self.metrics["distill_unlabeled_rows"] = len(extra_texts[-1])
+        if self.proposer is not None:
+            extra_texts.append(self._perturbed_copies(text, pair, accelerator))
+            self.metrics["distill_augmented_rows"] = len(extra_texts[-1])
+        if extra_texts:
+            raw = datasets.concatenate_datasets(extra_texts) if len(extra_texts) > 1 else extra_texts[0]
             settings = dict(text_column=text, text_pair_column=pair, max_seq_length=data.max_seq_length)
             extra = featurize_unlabeled(raw, self.student_tokenizer, train, **settings)
             train = datasets.concatenate_datasets([train, extra])
@@ -96,7 +106,6 @@ class Distiller:
             else:
                 teacher_extra = featurize_unlabeled(raw, self.teacher_tokenizer, teacher_train, **settings)
                 teacher_train = datasets.concatenate_datasets([teacher_train, teacher_extra])
-            self.metrics["distill_unlabeled_rows"] = len(extra)
         self.teacher.to(accelerator.device)
         started = time.perf_counter()
         teacher_collator = task.collator if self.shared_tokenizer else self._teacher_collator()
@@ -112,7 +121,7 @@ class Distiller:
         pairs = None
         if settings.hidden_weight > 0:
             pairs = layer_map(model.config.num_hidden_layers, self.teacher.config.num_hidden_layers, recipe.student.layers)
-        return DistillationModel(
+        wrapped = DistillationModel(
             model,
             self.kind,
             temperature=settings.temperature,
@@ -122,6 +131,28 @@ class Distiller:
             teacher=self.teacher if settings.hidden_weight > 0 else None,
             layer_pairs=pairs,
         )
+        if wrapped.projection is not None:  # trained with the student: --resume must restore it
+            accelerator.register_for_checkpointing(wrapped.projection)
+        return wrapped
+
+    def _perturbed_copies(self, text: str, pair: str | None, accelerator: Accelerator) -> datasets.Dataset:
+        """TinyBERT's augmentation of the training texts (the same rows `build_task` trains on)."""
+        recipe, data, settings = self.recipe, self.recipe.data, self.recipe.augment
+        raw = load_splits(dataset_name=data.dataset_name, dataset_config=data.dataset_config, data_files={"train": data.train_file})
+        raw = take(raw["train"], data.max_train_samples, seed=data.train_sample_seed)
+        model, tokenizer = self.proposer
+        model.to(accelerator.device)
+        started = time.perf_counter()
+        with accelerator.autocast():
+            copies = perturbed_copies(
+                list(raw[text]), model, tokenizer, copies=settings.copies, probability=settings.replace_probability,
+                top_k=settings.top_k, seed=recipe.training.seed, max_length=data.max_seq_length, batch_size=settings.batch_size,
+            )
+        self.metrics["distill_augment_seconds"] = time.perf_counter() - started
+        columns = {text: [copy for _, copy in copies]}
+        if pair:
+            columns[pair] = [raw[pair][i] for i, _ in copies]
+        return datasets.Dataset.from_dict(columns, features=raw.select_columns(list(columns)).features)
 
     def _teacher_features(self) -> datasets.Dataset:
         """The training rows tokenised for the teacher (classification only: one row per example, same order)."""
@@ -146,6 +177,8 @@ def check_recipe(recipe: DistillRecipe) -> None:
         )
     if recipe.data.unlabeled_files and recipe.task != "classification":
         raise HftkError(f"data.unlabeled_files works for classification, not {recipe.task}: drop it or use `hftk distill classification`")
+    if recipe.augment.copies and recipe.task != "classification":
+        raise HftkError(f"augment.copies works for classification, not {recipe.task}: drop it or use `hftk distill classification`")
     if recipe.lora.r > 0:
         raise HftkError("hftk distill trains the whole student: drop lora.r")
 
@@ -175,13 +208,15 @@ def distill(recipe: DistillRecipe, *, resume: bool = False) -> Path:
         )
     if not shared and recipe.task in ("ner", "qa"):
         raise HftkError(f"{recipe.task} distillation matches outputs token by token: teacher and student must share a tokenizer")
+    proposer = load_proposer(recipe.augment.mlm, teacher_path) if recipe.augment.copies else None
     with tempfile.TemporaryDirectory(prefix="hftk-student-") as scratch:
         if student.name_or_path:
             folder = student.name_or_path
         elif student.layers:
             folder = str(write_layer_selection(teacher, list(student.layers), teacher_tokenizer, Path(scratch)))
         else:
+            torch.manual_seed(recipe.training.seed)  # a fresh student's random init is the seed's, run after run
             folder = str(write_fresh_student(dict(student.config), teacher_tokenizer, recipe.data.max_seq_length, Path(scratch)))
         run_recipe = recipe.model_copy(update={"model": recipe.model.model_copy(update={"name_or_path": folder})})
-        distiller = Distiller(recipe, teacher, teacher_tokenizer, student_tokenizer, folder)
+        distiller = Distiller(recipe, teacher, teacher_tokenizer, student_tokenizer, folder, proposer)
         return finetune(run_recipe, resume=resume, distiller=distiller)

@@ -64,6 +64,17 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
     return x * cos + rotate_half(x) * sin
 
 
+class ScaledEmbedding(nn.Embedding):
+    """Token embeddings multiplied by sqrt(embedding_dim), as the paper (and BART, Marian) do.
+
+    The scale lives in the token table itself, as transformers' scaled word embeddings do, so
+    `get_input_embeddings()(ids)` gives exactly what the model adds positions to.
+    """
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return super().forward(input_ids) * math.sqrt(self.embedding_dim)
+
+
 class Embeddings(nn.Module):
     """Token embeddings plus absolute positions (learned or sinusoidal) and token types.
 
@@ -72,7 +83,10 @@ class Embeddings(nn.Module):
 
     def __init__(self, config: HftkConfig) -> None:
         super().__init__()
-        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        if getattr(config, "scale_embedding", False):
+            self.word_embeddings = ScaledEmbedding(config.vocab_size, config.hidden_size, config.pad_token_id)
+        else:
+            self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, config.pad_token_id)
         self.position_embeddings = None
         if config.position_embedding_type == "learned":
             self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
@@ -85,8 +99,6 @@ class Embeddings(nn.Module):
         self.norm = make_norm(config) if config.embedding_norm else None
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
         self.position_embedding_type = config.position_embedding_type
-        # The paper (and Marian) multiply token embeddings by sqrt(d_model) before adding positions.
-        self.scale = math.sqrt(config.hidden_size) if getattr(config, "scale_embedding", False) else 1.0
 
     def forward(
         self,
@@ -96,8 +108,6 @@ class Embeddings(nn.Module):
         token_type_ids: torch.Tensor | None,
     ) -> torch.Tensor:
         x = self.word_embeddings(input_ids) if inputs_embeds is None else inputs_embeds
-        if inputs_embeds is None and self.scale != 1.0:
-            x = x * self.scale
         if self.position_embeddings is not None:
             x = x + self.position_embeddings(position_ids)
         elif self.position_embedding_type == "sinusoidal":

@@ -25,6 +25,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from hftk.reporting import noise  # noqa: E402
+from hftk.reporting.compression import compression_markdown, compression_rows  # noqa: E402
 from hftk.errors import HftkError  # noqa: E402
 from hftk.training.checkpoint import write_json_atomic  # noqa: E402
 
@@ -197,6 +198,7 @@ def collect(pipeline: LoadedPipeline) -> tuple[dict[str, Any], dict[str, dict]]:
         "results": results,
         "main": main_rows,
         "learning_curves": learning_curves(pipeline, stages),
+        "compression": compression_rows(pipeline, stages),
     }, stages
 
 
@@ -457,6 +459,7 @@ def markdown(report: dict[str, Any], rows: list[list[str]], images: list[str]) -
         NOISE_NOTE,
         "",
         *curves,
+        *compression_markdown(report.get("compression") or []),
         "## All results",
         "",
         "Every metric of each stage's own run (its first seed, whole training set).",

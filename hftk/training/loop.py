@@ -164,14 +164,19 @@ def _train(
 ) -> tuple[torch.nn.Module, TrainState]:
     prepare_model(model, training)
     optimizer = build_optimizer(model, training)
-    model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
+    # A streamed corpus (hftk.data.streaming) comes already split across processes, with no length.
+    streamed = getattr(train_dataloader, "is_stream", False)
+    if streamed:
+        model, optimizer = accelerator.prepare(model, optimizer)
+    else:
+        model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
     accumulation = training.gradient_accumulation_steps
-    steps_per_epoch = max(1, math.ceil(len(train_dataloader) / accumulation))
+    steps_per_epoch = 1 if streamed else max(1, math.ceil(len(train_dataloader) / accumulation))
     budget = Budget(
         steps_per_epoch=steps_per_epoch,
         tokens_per_step=hooks.tokens_per_step or 1,
         max_steps=training.max_steps,
-        num_train_epochs=training.num_train_epochs,
+        num_train_epochs=None if streamed else training.num_train_epochs,
         max_tokens=training.max_tokens if hooks.tokens_per_step else None,
         max_time_seconds=training.max_time_minutes * 60 if training.max_time_minutes else None,
     )
@@ -256,7 +261,9 @@ def _train(
         if hasattr(train_dataloader, "set_epoch"):
             train_dataloader.set_epoch(state.epoch)
         batches = train_dataloader
-        if state.batches_in_epoch:
+        if state.batches_in_epoch and streamed:  # rebuilt and skipped: the checkpoint's exact data position
+            batches = train_dataloader.skip_first_batches(state.batches_in_epoch)
+        elif state.batches_in_epoch:
             batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
         iterator = iter(batches)
         while True:
@@ -317,7 +324,7 @@ def _train(
                     "learning_rate": scheduler.get_last_lr()[0],
                     "tokens_per_second": window_tokens / max(now - window_start, 1e-9),
                     "tokens_seen": state.tokens_seen,
-                    "epoch": state.epoch + state.batches_in_epoch / max(len(train_dataloader), 1),
+                    "epoch": state.epoch + (0 if streamed else state.batches_in_epoch / max(len(train_dataloader), 1)),
                 }
                 state.log_history.append(record)
                 accelerator.log({k: v for k, v in record.items() if k != "step"}, step=state.step)

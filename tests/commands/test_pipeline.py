@@ -77,6 +77,9 @@ def tiny_pipeline(tmp: Path) -> dict:
             },
         ],
         "baseline": {"seed": 3},
+        # pretrain -> finetune -> distill -> quantize: a one-layer student of fine_foods, both int8
+        "distill": [{"teacher": "fine_foods", "student": {"layers": [1]}, "training": {**FINETUNE_TRAINING, "max_steps": 2}}],
+        "quantize": ["fine_foods", "fine_foods-student"],
     }
 
 
@@ -256,6 +259,9 @@ def test_a_bad_pipeline_key_is_one_line_and_exit_2(tmp_path):
         (lambda p: p["finetune"][2]["data"].update(max_seq_length=4), [], "stage wnut16: recipe key data.max_seq_length"),
         (lambda p: None, ["finetune.squad.training.max_steps=1"], "no finetune stage 'squad'"),
         (lambda p: None, ["pretrain.model.config.hiden_size=8"], "model.config.hiden_size"),
+        (lambda p: p["distill"][0].update(teacher="squad"), [], "teacher 'squad' is not a finetune stage"),
+        (lambda p: p.update(quantize=["nope"]), [], "quantize: 'nope' is not a finetune or distill stage"),
+        (lambda p: None, ["distill.fine_foods-student.distill.alfa=1"], "stage fine_foods-student: unknown recipe key distill.alfa"),
     ],
 )
 def test_bad_pipelines_fail_on_load_naming_the_key(tmp_path, change, overrides, needle):
@@ -295,7 +301,36 @@ def test_push_uploads_every_trained_stage_under_the_prefix(pipeline_run, monkeyp
     monkeypatch.setattr(hftk.hub, "push_folder", lambda folder, repo_id, private: calls.append((folder, repo_id, private)) or repo_id)
     pipeline = load_pipeline(path, ["push.hub_model_id_prefix=me/tiny", "push.private=true"])
     push_all(pipeline, echo=lambda line: None)
-    assert calls == [(out / stage, f"me/tiny-{stage}", True) for stage in STAGES]
+    assert calls == [(out / stage, f"me/tiny-{stage}", True) for stage in [*STAGES, "fine_foods-student"]]
+
+
+def test_distill_and_quantize_stages_and_the_report_rows(pipeline_run):
+    """The student learns from the fine_foods stage on its data; int8 copies are scored; the report lists all four."""
+    _, out, result = pipeline_run
+    student, recipe = out / "fine_foods-student", yaml.safe_load((out / "fine_foods-student" / "recipe.yaml").read_text())
+    assert "running stage fine_foods-student ->" in result.stdout
+    assert recipe["teacher"]["name_or_path"] == str(out / "fine_foods") and recipe["student"]["layers"] == [1]
+    assert recipe["data"]["train_file"] == str(DATA / "classification/fine_foods/train.jsonl") and recipe["data"]["max_train_samples"] == 64
+    assert metrics(student)["train_steps"] == 2 and json.loads((student / "config.json").read_text())["num_hidden_layers"] == 1
+    report = json.loads((out / "report.json").read_text())
+    rows = report["compression"]
+    assert [(r["model"], r["stage"]) for r in rows] == [
+        ("teacher fp32", "fine_foods"), ("teacher int8", "fine_foods-int8"),
+        ("student fp32", "fine_foods-student"), ("student int8", "fine_foods-student-int8"),
+    ]
+    from hftk.quantize import load_quantized
+
+    for row in rows:
+        folder = out / row["stage"]
+        assert row["metric"] == "eval_accuracy" and row["value"] == metrics(folder)["eval_accuracy"]
+        assert metrics(folder)["eval_samples"] == 32
+        if row["model"].endswith("int8"):
+            assert (folder / "quantization.json").is_file() and row["weights_bytes"] == (folder / "model_int8.pt").stat().st_size
+            assert type(load_quantized(folder)).__name__.endswith("ForSequenceClassification")
+    assert rows[0]["parameters"] > rows[2]["parameters"] and rows[2]["share_of_teacher"] == rows[2]["value"] / rows[0]["value"]
+    markdown = (out / "report.md").read_text()
+    assert "## Distillation and int8" in markdown
+    assert any(line.startswith("| fine_foods | student int8 | fine_foods-student-int8 | 1 | eval_accuracy |") for line in markdown.splitlines())
 
 
 def test_shipped_pipeline_finds_its_data_from_another_folder_and_a_missing_file_fails_before_any_stage(tmp_path, monkeypatch):

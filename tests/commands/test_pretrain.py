@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tests.training.test_distributed import free_port
 
 SHARED = Path(os.environ.get("HFTK_SHARED_DIR", Path(__file__).resolve().parents[2] / ".." / "shared")).resolve()
 
@@ -165,7 +166,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(corpus, tmp_
     run_hftk(*pretrain_args(corpus, one, *common, "training.per_device_train_batch_size=8", objective="clm"), check=True)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "ACCELERATE_USE_CPU": "true", "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517", "-m", "hftk",
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "hftk",
          *pretrain_args(corpus, two, *common, "training.per_device_train_batch_size=4", objective="clm")],
         capture_output=True, text=True, env=env, timeout=300,
     )
