@@ -131,7 +131,7 @@ def _maybe_push(folder: Path, output) -> None:
     typer.echo(f"Pushed to {url}")
 
 
-TASK_NAMES = ("glue", "classification", "qa", "ner", "generation")
+TASK_NAMES = ("glue", "classification", "qa", "ner", "generation", "translation", "summarization")
 GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
 
 
@@ -150,7 +150,7 @@ def _finetune_recipe(task: str, recipe: str | None, model: str | None, glue_task
 
 @app.command()
 def finetune(
-    task: Annotated[str, typer.Argument(help="glue, classification, qa, ner or generation.")],
+    task: Annotated[str, typer.Argument(help="glue, classification, qa, ner, generation, translation or summarization.")],
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe YAML (default: finetune-TASK).")] = None,
     model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model folder or Hub id to start from.")] = None,
     glue_task: Annotated[
@@ -219,7 +219,7 @@ def distill(
 
 @app.command()
 def evaluate(
-    task: Annotated[str, typer.Argument(help="glue, classification, qa, ner or generation.")],
+    task: Annotated[str, typer.Argument(help="glue, classification, qa, ner, generation, translation or summarization.")],
     model: Annotated[str, typer.Option("--model", "-m", help="The fine-tuned model folder to evaluate.")],
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe YAML (default: finetune-TASK).")] = None,
     glue_task: Annotated[Optional[str], typer.Option("--task", "-t", help="GLUE task name.")] = None,

@@ -17,20 +17,27 @@ from hftk.recipe import LoraSection
 DEFAULT_TARGETS = {
     "hftk_bert": ["qkv", "out_proj", "up_proj", "down_proj"],
     "hftk_gpt": ["qkv", "out_proj", "up_proj", "down_proj"],
+    "hftk_seq2seq": ["qkv", "q_proj", "kv", "out_proj", "up_proj", "down_proj"],  # + cross-attention's q_proj / kv
     "bert": ["query", "key", "value", "dense"],
     "gpt2": ["c_attn", "c_proj", "c_fc"],
+    "bart": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+    "mbart": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+    "marian": ["q_proj", "k_proj", "v_proj", "out_proj", "fc1", "fc2"],
+    "t5": ["q", "k", "v", "o", "wi", "wi_0", "wi_1", "wo"],
 }
 TASK_TYPES = {
     "sequence_classification": TaskType.SEQ_CLS,
     "token_classification": TaskType.TOKEN_CLS,
     "question_answering": TaskType.QUESTION_ANS,
     "causal_lm": TaskType.CAUSAL_LM,
+    "seq2seq_lm": TaskType.SEQ_2_SEQ_LM,
 }
 HEADS = {
     "sequence_classification": ["classifier", "score", "pooler"],
     "token_classification": ["classifier"],
     "question_answering": ["qa_outputs"],
     "causal_lm": [],
+    "seq2seq_lm": [],
 }
 
 

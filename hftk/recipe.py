@@ -33,7 +33,7 @@ def _as_list(value: Any) -> Any:
 
 
 class ModelSection(Section):
-    type: Literal["hftk_bert", "hftk_gpt"] | None = None
+    type: Literal["hftk_bert", "hftk_gpt", "hftk_seq2seq"] | None = None
     name_or_path: str | None = Field(None, description="start from these weights (folder or Hub id)")
     config: dict[str, Any] = Field(default_factory=dict, description="fields of the model config class")
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
@@ -41,7 +41,7 @@ class ModelSection(Section):
 
 class TokenizerSection(Section):
     name_or_path: str | None = Field(None, description="reuse this tokenizer instead of training one")
-    kind: Literal["wordpiece", "bpe"] | None = Field(None, description="default: wordpiece for mlm, bpe for clm")
+    kind: Literal["wordpiece", "bpe", "seq2seq"] | None = Field(None, description="default: wordpiece for mlm, bpe for clm, seq2seq for denoise")
     vocab_size: int = Field(8192, ge=64)
     min_frequency: int = Field(2, ge=1)
 
@@ -56,6 +56,11 @@ class PretrainDataSection(Section):
     max_seq_length: int = Field(128, ge=8)
     mlm_probability: float = Field(0.15, gt=0, lt=1)
     whole_word_mask: bool = False
+    denoising: Literal["text_infilling", "span_corruption"] = Field(
+        "text_infilling", description="objective denoise: BART's text infilling or T5's span corruption"
+    )
+    noise_density: float | None = Field(None, gt=0, lt=1, description="denoise: share of tokens corrupted; null: 0.3 infilling, 0.15 span corruption")
+    mean_span_length: float = Field(3.0, gt=0, description="denoise: mean span length (infilling: the Poisson rate)")
     preprocessing_num_workers: int | None = Field(None, ge=1)
     streaming: bool = Field(False, description="read, tokenize and pack the corpus on the fly instead of caching it")
     shuffle_buffer_size: int = Field(10_000, ge=1, description="streaming: blocks in the seeded shuffle buffer (1: no shuffle)")
@@ -161,7 +166,7 @@ class ElectraSection(Section):
 class PretrainRecipe(Section):
     """`hftk pretrain`: objective, model, tokenizer, data, training and output."""
 
-    objective: Literal["mlm", "clm", "electra"] = "mlm"
+    objective: Literal["mlm", "clm", "electra", "denoise"] = "mlm"
     model: ModelSection = Field(default_factory=ModelSection)
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
     data: PretrainDataSection = Field(default_factory=PretrainDataSection)
@@ -174,13 +179,13 @@ class PretrainRecipe(Section):
     def _consistent(self) -> PretrainRecipe:
         from hftk.models import MODEL_TYPES
 
-        expected = "hftk_gpt" if self.objective == "clm" else "hftk_bert"
+        expected = {"mlm": "hftk_bert", "clm": "hftk_gpt", "electra": "hftk_bert", "denoise": "hftk_seq2seq"}[self.objective]
         if self.model.type is None:
             self.model.type = expected
         elif self.model.type != expected:
             raise ValueError(f"model.type {self.model.type} does not fit objective {self.objective} (use {expected})")
         if self.tokenizer.kind is None:
-            self.tokenizer.kind = "bpe" if self.objective == "clm" else "wordpiece"
+            self.tokenizer.kind = {"mlm": "wordpiece", "clm": "bpe", "electra": "wordpiece", "denoise": "seq2seq"}[self.objective]
         if self.distill.teacher and self.objective == "electra":
             raise ValueError("distill.teacher distils a masked-LM or causal-LM teacher (objective mlm or clm), not electra: drop one of them")
         if self.electra is not None and self.objective != "electra":
@@ -252,6 +257,10 @@ class FinetuneDataSection(Section):
     source_column: str = "document"
     target_column: str = "summary"
     prompt_template: str | None = Field(None, description='default "{document}\\nTL;DR:"')
+    source_lang: str | None = Field(None, description="translation: key of the source text in the `translation` column (e.g. es)")
+    target_lang: str | None = Field(None, description="translation: key of the target text in the `translation` column (e.g. en)")
+    source_prefix: str = Field("", description='translation/summarization: text put before every source (T5: "translate Spanish to English: ")')
+    max_target_length: int | None = Field(None, ge=2, description="translation/summarization: target tokens kept for training; null: max_seq_length")
     max_seq_length: int | None = Field(None, ge=8, description="null: the task's default, at most the model's positions")
     doc_stride: int | None = Field(None, ge=1, description="QA window overlap; null: derived from max_seq_length")
     version_2_with_negative: bool = False
@@ -284,11 +293,15 @@ class FinetuneTrainingSection(TrainingSection):
     group_by_length: bool = Field(
         False, description="batch examples of similar length (transformers' LengthGroupedSampler): less padding, faster steps"
     )
+    label_smoothing_factor: float = Field(
+        0.0, ge=0, lt=1, description="translation/summarization: label smoothing of the training loss (the Transformer paper: 0.1)"
+    )
 
 
 class GenerationSection(Section):
     max_new_tokens: int = Field(32, ge=1)
-    num_beams: int = Field(1, ge=1)
+    num_beams: int = Field(1, ge=1, description="beam size (1: greedy)")
+    length_penalty: float = Field(1.0, description="beam search: exponent on the length a hypothesis score is divided by (>1 favours longer)")
     do_sample: bool = False
     temperature: float = Field(1.0, gt=0)
     top_p: float = Field(1.0, gt=0, le=1)
@@ -297,7 +310,7 @@ class GenerationSection(Section):
 class FinetuneRecipe(Section):
     """`hftk finetune TASK`: a model to start from, task data, training, LoRA and output."""
 
-    task: Literal["glue", "classification", "qa", "ner", "generation"]
+    task: Literal["glue", "classification", "qa", "ner", "generation", "translation", "summarization"]
     model: ModelSection = Field(default_factory=ModelSection)
     data: FinetuneDataSection = Field(default_factory=FinetuneDataSection)
     training: FinetuneTrainingSection = Field(

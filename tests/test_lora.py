@@ -148,3 +148,29 @@ def test_peft_save_and_reload_keeps_every_module_hftk_trains(base, request, bert
             assert torch.equal(state[name], trainable[name]), (api, name)
         with torch.no_grad():
             assert torch.equal(reloaded(**batch).logits, expected), api
+
+
+@pytest.mark.parametrize("kind", ["hftk_seq2seq", "bart"])
+def test_lora_on_encoder_decoders_targets_self_and_cross_attention(kind):
+    """Default targets reach every attention (encoder, decoder, cross) and MLP projection; only adapters train."""
+    from transformers import BartConfig, BartForConditionalGeneration
+
+    import hftk  # noqa: F401
+    from hftk.lora import apply_lora
+    from hftk.models import HftkSeq2SeqConfig, HftkSeq2SeqForConditionalGeneration
+    from hftk.recipe import LoraSection
+
+    torch.manual_seed(0)
+    if kind == "bart":
+        model = BartForConditionalGeneration(BartConfig(vocab_size=64, d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                                                        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32, max_position_embeddings=32))
+    else:
+        model = HftkSeq2SeqForConditionalGeneration(HftkSeq2SeqConfig(vocab_size=64, hidden_size=16, num_hidden_layers=1, num_attention_heads=2, intermediate_size=32))
+    linear = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and name != "lm_head"}
+    peft_model = apply_lora(model, LoraSection(r=2), "seq2seq_lm")
+    assert peft_model.peft_config["default"].task_type == "SEQ_2_SEQ_LM"
+    adapted = {name.removeprefix("base_model.model.").removesuffix(".lora_A") for name, _ in peft_model.named_modules() if name.endswith(".lora_A")}
+    assert adapted == linear  # self-, cross-attention and MLP layers of encoder and decoder
+    assert all("lora_" in name for name, p in peft_model.named_parameters() if p.requires_grad)
+    batch = {"input_ids": torch.randint(4, 64, (2, 7)), "labels": torch.randint(4, 64, (2, 5))}
+    peft_model(**batch).loss.backward()

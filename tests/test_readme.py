@@ -49,6 +49,8 @@ TASK_DATA = {
     "qa": "qa/brown_cloze",
     "ner": "ner/wnut16",
     "generation": "generation/bbc_headlines",
+    "translation": "translation/bible_en_es",
+    "summarization": "generation/bbc_headlines",
 }
 
 

@@ -45,6 +45,7 @@ from hftk.training.distributed import (
 )
 from hftk.tasks import TaskData, get_task
 from hftk.tasks.generation import decode_generated, prepare_generation_inputs
+from hftk.tasks.seq2seq import SEQ2SEQ_TASKS, check_generation_fits, generate_texts, label_smoothed_loss, require_seq2seq_model
 from hftk.training.loop import TrainingHooks, train
 
 
@@ -113,6 +114,11 @@ def build_task(recipe: FinetuneRecipe, tokenizer, config=None) -> TaskData:
             max_seq_length=data.max_seq_length,
             label_names=model_labels(config) if config is not None else None,
         )
+    if recipe.task in SEQ2SEQ_TASKS:
+        seq2seq = dict(source_prefix=data.source_prefix, max_seq_length=data.max_seq_length, max_target_length=data.max_target_length)
+        if recipe.task == "translation":
+            return get_task("translation")(tokenizer, **hub, **common, **seq2seq, source_lang=data.source_lang, target_lang=data.target_lang)
+        return get_task("summarization")(tokenizer, **hub, **common, **seq2seq, source_column=data.source_column, target_column=data.target_column)
     extra = {"prompt_template": data.prompt_template} if data.prompt_template else {}
     return get_task("generation")(
         tokenizer,
@@ -188,7 +194,9 @@ def check_model_config_overrides(recipe: FinetuneRecipe, config) -> None:
 
 # data.max_seq_length when the recipe leaves it null (HF example scripts' defaults), before the
 # model's own limit; QA windows overlap by doc_stride, at most 128 (run_qa's default for 384).
-DEFAULT_MAX_SEQ_LENGTH = {"glue": 128, "classification": 128, "ner": 128, "qa": 384, "generation": 256}
+DEFAULT_MAX_SEQ_LENGTH = {
+    "glue": 128, "classification": 128, "ner": 128, "qa": 384, "generation": 256, "translation": 128, "summarization": 512,
+}
 MAX_QUESTION_LENGTH = 64  # tokens of a question kept in a QA window (hftk.tasks.qa's default)
 
 
@@ -323,9 +331,9 @@ class Evaluator:
             prefix = "eval_" if index == 0 else f"eval_{split}_"
             loss, outputs = self._forward(model, loader)
             metrics = {} if loss is None else {"loss": loss}
-            if self.task.kind == "causal_lm":
+            if self.task.kind in ("causal_lm", "seq2seq_lm"):
                 metrics["perplexity"] = math.exp(min(loss, 50.0)) if loss is not None else float("nan")
-                outputs = self._generate(model, split)
+                outputs = self._generate(model, split) if self.task.kind == "causal_lm" else self._generate_seq2seq(model, split)
             self.last_predictions[split] = outputs
             metrics.update(self.task.compute_metrics(split, outputs))
             # How many examples the scores are over: what a report needs for their standard error.
@@ -346,7 +354,7 @@ class Evaluator:
             if self.task.kind == "question_answering":
                 starts.append(self._gather(out.start_logits))
                 ends.append(self._gather(out.end_logits))
-            elif self.task.kind != "causal_lm":
+            elif self.task.kind not in ("causal_lm", "seq2seq_lm"):
                 logits.append(self._gather(out.logits))
         if count and self.accelerator.num_processes > 1:  # every process saw its own part of the split
             sums = torch.tensor([total_loss, count], dtype=torch.float64, device=self.accelerator.device)
@@ -354,7 +362,7 @@ class Evaluator:
         loss = total_loss / count if count else None
         if self.task.kind == "question_answering":
             return loss, (concat_padded(starts), concat_padded(ends))
-        if self.task.kind == "causal_lm":
+        if self.task.kind in ("causal_lm", "seq2seq_lm"):
             return loss, None
         return loss, concat_padded(logits)
 
@@ -387,6 +395,27 @@ class Evaluator:
             )
             texts.extend(decode_generated(self.tokenizer, sequences, inputs["input_ids"].shape[1]))
         return texts
+
+
+    def _generate_seq2seq(self, model, split: str) -> list[str]:
+        return generate_texts(
+            self.accelerator.unwrap_model(model), self.tokenizer, self.task.eval_examples[split]["source_input_ids"],
+            self.recipe.generation, batch_size=self.recipe.training.per_device_eval_batch_size,
+            device=self.accelerator.device, synced_gpus=is_sharded(self.accelerator),
+        )
+
+
+def check_task_fits_model(recipe: FinetuneRecipe, config, tokenizer) -> None:
+    """Task/model mismatches found before any data is read: seq2seq tasks need an encoder–decoder."""
+    smoothing = recipe.training.label_smoothing_factor
+    if recipe.task in SEQ2SEQ_TASKS:
+        require_seq2seq_model(config, recipe.task, recipe.model.name_or_path)
+        check_generation_fits(recipe.generation.max_new_tokens, model_max_length(config, tokenizer))
+    elif smoothing:
+        raise HftkError(
+            f"training.label_smoothing_factor ({smoothing}) applies to translation and summarization, not {recipe.task}; "
+            "remove it"
+        )
 
 
 def train_order(task: TaskData, training) -> dict[str, Any]:
@@ -433,6 +462,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     if recipe.lora.r > 0 and is_sharded(accelerator) and not evaluate_only:
         raise HftkError("LoRA (lora.r > 0) under FSDP is not supported: fine-tune LoRA without the FSDP config")
     tokenizer, config = load_model_and_tokenizer(recipe)
+    check_task_fits_model(recipe, config, tokenizer)
     derived = resolve_sequence_lengths(recipe, config, tokenizer)
     if derived:
         accelerator.print(f"derived from the model: {derived}")
@@ -466,6 +496,8 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             f"the model at {recipe.model.name_or_path} has no trained {recipe.task} head "
             f"({', '.join(new_modules)} would be random): fine-tune it first with `hftk finetune {recipe.task}`"
         )
+    if task.kind == "seq2seq_lm":
+        task.collator.model = model  # DataCollatorForSeq2Seq: decoder_input_ids from the labels, the model's way
     if recipe.lora.r > 0 and not evaluate_only:
         model = apply_lora(model, recipe.lora, task.kind, new_modules)
     check_fsdp_wrappable(accelerator, model)
@@ -478,6 +510,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         output_dir.mkdir(parents=True, exist_ok=True)
         model = accelerator.prepare(model)
         metrics = evaluator(model)
+        metrics.update(metric_info(task, evaluator))
         if accelerator.is_main_process:
             write_predictions(output_dir, task, evaluator, tokenizer)
             from hftk.training.checkpoint import write_json_atomic
@@ -506,6 +539,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         load_model=load_model,
         count_tokens=lambda batch: int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel(),
         evaluate=evaluator,
+        compute_loss=label_smoothed_loss(training.label_smoothing_factor) if training.label_smoothing_factor else None,
     )
     accelerator.init_trackers("logs", config=flat_config(recipe))
     model, state = train(
@@ -538,6 +572,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             "tokens_seen": state.tokens_seen,
         }
     )
+    metrics.update(metric_info(task, evaluator))
     if distiller is not None:
         metrics.update(distiller.metrics)
     if recipe.data.test_file:
@@ -578,8 +613,17 @@ def evaluate_test_file(recipe: FinetuneRecipe, tokenizer, model: PreTrainedModel
     with accelerator.main_process_first():
         task = build_task(test_recipe, tokenizer, model.config)
     prepared = model if is_sharded(accelerator) else accelerator.prepare(model)  # FSDP: already sharded
-    metrics = Evaluator(test_recipe, task, tokenizer, accelerator)(prepared)
-    return {"test_" + key.removeprefix("eval_"): value for key, value in metrics.items()}
+    evaluator = Evaluator(test_recipe, task, tokenizer, accelerator)
+    metrics = {"test_" + key.removeprefix("eval_"): value for key, value in evaluator(prepared).items()}
+    return {**metrics, **{f"test_{key}": value for key, value in metric_info(task, evaluator).items()}}
+
+
+def metric_info(task: TaskData, evaluator: Evaluator) -> dict[str, Any]:
+    """The task's non-numeric facts about the first split's scores (SacreBLEU signatures), if it has any."""
+    split = next(iter(task.eval))
+    if task.metric_info is None or split not in evaluator.last_predictions:
+        return {}
+    return task.metric_info(split, evaluator.last_predictions[split])
 
 
 def load_best(model: PreTrainedModel, folder: Path) -> PreTrainedModel:

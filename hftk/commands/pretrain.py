@@ -74,9 +74,11 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> PreTrainedModel:
     fields.update(
         vocab_size=len(tokenizer),
         pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id if recipe.objective == "clm" else None,
-        eos_token_id=tokenizer.eos_token_id if recipe.objective == "clm" else None,
+        bos_token_id=tokenizer.bos_token_id if recipe.objective != "mlm" else None,
+        eos_token_id=tokenizer.eos_token_id if recipe.objective != "mlm" else None,
     )
+    if recipe.objective == "denoise":  # the decoder starts from <s>; labels shift right behind it
+        fields["decoder_start_token_id"] = tokenizer.bos_token_id
     config = MODEL_TYPES[recipe.model.type](**fields)
     return auto_class.from_config(config, attn_implementation=recipe.model.attn_implementation)
 
@@ -146,7 +148,7 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
                     corpus[split],
                     tokenizer,
                     data.max_seq_length,
-                    add_special_tokens=recipe.objective != "clm",
+                    add_special_tokens=recipe.objective in ("mlm", "electra"),  # [CLS] ... [SEP] blocks for encoders
                     num_proc=data.preprocessing_num_workers,
                     desc=split,
                 ).with_format("torch")

@@ -47,7 +47,7 @@ def streaming_data(
     sample = sample_lines(stream, data.tokenizer_sample_lines) if needs_sample else []
     tokenizer = build_tokenizer(recipe, datasets.DatasetDict({"train": datasets.Dataset.from_dict({"text": sample})}), resume_from)
 
-    mlm = recipe.objective != "clm"  # MLM and ELECTRA blocks carry [CLS] ... [SEP]
+    mlm = recipe.objective in ("mlm", "electra")  # encoder blocks carry [CLS] ... [SEP]
     blocks = shuffle_and_split(
         pack_stream(stream, tokenizer, data.max_seq_length, add_special_tokens=mlm),
         seed=training.seed,

@@ -20,13 +20,18 @@ from hftk.errors import HftkError
 
 WORDPIECE_SPECIALS = {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]", "mask_token": "[MASK]"}
 ENDOFTEXT = "<|endoftext|>"
+# Encoder–decoder (BART-style) specials, in id order 0-4 (hftk_seq2seq's defaults: pad 0, bos = decoder start 1,
+# eos 2), then T5-style sentinels for span corruption.
+SEQ2SEQ_SPECIALS = {"pad_token": "<pad>", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "mask_token": "<mask>"}
+NUM_SENTINELS = 100
+SENTINELS = [f"<extra_id_{i}>" for i in range(NUM_SENTINELS)]
 _BYTE_LEVEL_SPACE = "\u0120"  # "Ġ": how ByteLevel writes a leading space
 
 
 def train_tokenizer(
     texts: Iterable[str],
     *,
-    kind: Literal["wordpiece", "bpe"],
+    kind: Literal["wordpiece", "bpe", "seq2seq"],
     vocab_size: int,
     min_frequency: int = 2,
     model_max_length: int = 512,
@@ -38,6 +43,9 @@ def train_tokenizer(
     (token types 0/1). BPE: byte-level, so no token is ever unknown; `<|endoftext|>` is bos, eos,
     unk and pad, and no special tokens are added when encoding -- as GPT-2 -- because the packer
     already puts `<|endoftext|>` between documents and generation starts from the prompt as is.
+    seq2seq: the same byte-level BPE with BART's specials (`<pad> <s> </s> <unk> <mask>`, ids 0-4) and
+    100 T5 sentinels (`<extra_id_0>`...); every encoding ends in `</s>`, so a target teaches the
+    decoder to stop (as BART, T5 and Marian tokenizers do).
     """
     if kind == "wordpiece":
         tokenizer, specials = _wordpiece_backend(), WORDPIECE_SPECIALS
@@ -50,6 +58,16 @@ def train_tokenizer(
             show_progress=False,
         )
         minimum = len(WORDPIECE_SPECIALS) + 1
+    elif kind == "seq2seq":
+        tokenizer, specials = _bpe_backend(), {**SEQ2SEQ_SPECIALS, "additional_special_tokens": SENTINELS}
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size,
+            min_frequency=min_frequency,
+            special_tokens=[*SEQ2SEQ_SPECIALS.values(), *SENTINELS],
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        minimum = 256 + len(SEQ2SEQ_SPECIALS) + NUM_SENTINELS
     elif kind == "bpe":
         tokenizer = _bpe_backend()
         specials = {"bos_token": ENDOFTEXT, "eos_token": ENDOFTEXT, "unk_token": ENDOFTEXT, "pad_token": ENDOFTEXT}
@@ -62,7 +80,7 @@ def train_tokenizer(
         )
         minimum = 257  # 256 byte symbols + <|endoftext|>
     else:
-        raise HftkError(f"unknown tokenizer kind {kind!r}: use 'wordpiece' (encoder/MLM) or 'bpe' (decoder/CLM)")
+        raise HftkError(f"unknown tokenizer kind {kind!r}: use 'wordpiece' (encoder/MLM), 'bpe' (decoder/CLM) or 'seq2seq'")
     if vocab_size < minimum:
         raise HftkError(f"tokenizer.vocab_size={vocab_size} is too small for {kind}: use at least {minimum} (typically 8000-32000)")
 
@@ -81,6 +99,12 @@ def train_tokenizer(
             pair="[CLS] $A [SEP] $B:1 [SEP]:1",
             special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)],
         )
+    if kind == "seq2seq":
+        eos_id = tokenizer.token_to_id(SEQ2SEQ_SPECIALS["eos_token"])
+        tokenizer.post_processor = processors.Sequence([
+            processors.ByteLevel(trim_offsets=True),
+            processors.TemplateProcessing(single="$A </s>", pair="$A </s> $B </s>", special_tokens=[("</s>", eos_id)]),
+        ])
     # BERT consumes token_type_ids (segment A/B for pairs); GPT-2 does not.
     input_names = ["input_ids", "token_type_ids", "attention_mask"] if kind == "wordpiece" else ["input_ids", "attention_mask"]
     return PreTrainedTokenizerFast(

@@ -12,18 +12,20 @@ One module per objective. Each objective object has
 
 from __future__ import annotations
 
-from transformers import (
-    AutoModelForCausalLM,
-    AutoModelForMaskedLM,
-    AutoModelForPreTraining,
-)
+from transformers import AutoModelForCausalLM, AutoModelForMaskedLM, AutoModelForPreTraining, AutoModelForSeq2SeqLM
 
 from hftk.objectives.base import Objective
 from hftk.objectives.clm import CausalLanguageModelling
+from hftk.objectives.denoise import Denoising
 from hftk.objectives.mlm import MaskedLanguageModelling
 
 # electra: the saved model is the discriminator, hftk_bert's `HftkBertForPreTraining`.
-AUTO_CLASSES = {"mlm": AutoModelForMaskedLM, "clm": AutoModelForCausalLM, "electra": AutoModelForPreTraining}
+AUTO_CLASSES = {
+    "mlm": AutoModelForMaskedLM,
+    "clm": AutoModelForCausalLM,
+    "electra": AutoModelForPreTraining,
+    "denoise": AutoModelForSeq2SeqLM,
+}
 
 
 def make_objective(recipe, tokenizer, accelerator, model):
@@ -34,7 +36,9 @@ def make_objective(recipe, tokenizer, accelerator, model):
         return ReplacedTokenDetection(recipe, tokenizer, accelerator)
     if recipe.objective == "mlm":
         return MaskedLanguageModelling(recipe, tokenizer, accelerator, sparse=model.config.model_type == "hftk_bert")
+    if recipe.objective == "denoise":
+        return Denoising(recipe, tokenizer, accelerator)
     return CausalLanguageModelling()
 
 
-__all__ = ["AUTO_CLASSES", "CausalLanguageModelling", "MaskedLanguageModelling", "Objective", "make_objective"]
+__all__ = ["AUTO_CLASSES", "CausalLanguageModelling", "Denoising", "MaskedLanguageModelling", "Objective", "make_objective"]

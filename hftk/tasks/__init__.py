@@ -24,13 +24,15 @@ TASKS: dict[str, tuple[str, str]] = {
     "qa": ("hftk.tasks.qa", "prepare_qa"),
     "ner": ("hftk.tasks.ner", "prepare_ner"),
     "generation": ("hftk.tasks.generation", "prepare_generation"),
+    "translation": ("hftk.tasks.seq2seq", "prepare_translation"),
+    "summarization": ("hftk.tasks.seq2seq", "prepare_summarization"),
 }
 
 __all__ = ["TASKS", "TaskData", "get_task"]
 
 
 def get_task(name: str) -> Callable[..., TaskData]:
-    """The `prepare_*` function of task `name` (glue, classification, qa, ner, generation)."""
+    """The `prepare_*` function of task `name` (glue, classification, qa, ner, generation, translation, summarization)."""
     if name not in TASKS:
         raise HftkError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     module, function = TASKS[name]

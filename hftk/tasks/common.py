@@ -18,7 +18,7 @@ import datasets
 
 from hftk.errors import HftkError
 
-TaskKind = Literal["sequence_classification", "question_answering", "token_classification", "causal_lm"]
+TaskKind = Literal["sequence_classification", "question_answering", "token_classification", "causal_lm", "seq2seq_lm"]
 
 # Local file suffix -> `datasets` packaged builder (the same layouts as on the Hub).
 _BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
@@ -32,7 +32,7 @@ class TaskData:
     - sequence_classification: logits, shape (n, num_labels) ((n,) or (n, 1) for regression);
     - question_answering: a pair (start_logits, end_logits), each (n_features, seq_len);
     - token_classification: logits (n, seq_len, num_labels), padded anywhere past each feature;
-    - causal_lm: the generated texts (list[str]) for `eval_examples[split]`, in order.
+    - causal_lm, seq2seq_lm: the generated texts (list[str]) for `eval_examples[split]`, in order.
     """
 
     kind: TaskKind
@@ -50,6 +50,8 @@ class TaskData:
     eval_features: dict[str, datasets.Dataset] = field(default_factory=dict)
     # Same input as compute_metrics; one JSON-able record per eval example, for predictions.jsonl.
     predictions: Callable[[str, Any], list[dict[str, Any]]] | None = None
+    # Non-numeric facts about the scores for metrics.json (e.g. SacreBLEU signatures); same input as compute_metrics.
+    metric_info: Callable[[str, Any], dict[str, Any]] | None = None
 
     @property
     def label2id(self) -> dict[str, int] | None:
@@ -66,6 +68,7 @@ AUTO_MODEL_CLASSES: dict[str, str] = {
     "question_answering": "AutoModelForQuestionAnswering",
     "token_classification": "AutoModelForTokenClassification",
     "causal_lm": "AutoModelForCausalLM",
+    "seq2seq_lm": "AutoModelForSeq2SeqLM",
 }
 
 

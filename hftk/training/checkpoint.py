@@ -107,7 +107,9 @@ def load_model_weights(model, folder: Path) -> None:
         set_peft_model_state_dict(model, state)
         return
     missing, unexpected = model.load_state_dict(state, strict=False)
-    tied = set(getattr(model, "_tied_weights_keys", None) or {})
+    # Tied copies are not saved: every tie of every submodule (hftk_seq2seq ties its encoder's token table too).
+    expand = getattr(model, "get_expanded_tied_weights_keys", None)
+    tied = set(expand(all_submodels=True) if expand else getattr(model, "_tied_weights_keys", None) or {})
     if unexpected or set(missing) - tied:
         raise HftkError(f"the weights in {folder} do not fit the model: missing {missing}, unexpected {unexpected}")
     model.tie_weights()

@@ -54,6 +54,8 @@ class TrainingHooks:
     count_tokens: Callable[[dict], int] = lambda batch: int(batch["input_ids"].numel())
     evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None
     tokens_per_step: int | None = None  # nominal, for token budgets
+    # (model, batch, **kwargs) -> loss, when the task's loss is not the model's own (label smoothing); kwargs as the model's
+    compute_loss: Callable[..., torch.Tensor] | None = None
 
 
 def fault_point(name: str, step: int) -> None:
@@ -279,16 +281,17 @@ def _train(
             num_items = totals[1].clamp(min=1) if hooks.count_targets is not None else None
 
             step_loss = 0.0
+            forward_loss = hooks.compute_loss or (lambda model, batch, **kwargs: model(**batch, **kwargs).loss)
             for i, batch in enumerate(prepared):
                 sync = i == len(prepared) - 1
                 with contextlib.nullcontext() if sync else accelerator.no_sync(model):
                     if num_items is not None:
-                        loss = model(**batch, num_items_in_batch=num_items).loss
+                        loss = forward_loss(model, batch, num_items_in_batch=num_items)
                         # Normalised by the global target count: undo DDP's mean over processes.
                         accelerator.backward(loss * accelerator.num_processes)
                         step_loss += loss.detach().float() * accelerator.num_processes
                     else:
-                        loss = model(**batch).loss / len(prepared)
+                        loss = forward_loss(model, batch) / len(prepared)
                         accelerator.backward(loss)
                         step_loss += loss.detach().float()
             step_loss = accelerator.reduce(step_loss, reduction="mean").item()

@@ -517,7 +517,7 @@ def bad_input_cases(tmp: Path, hftk_bert: Path, cls_run: Path, data: dict[str, s
              "answers": {"text": ["Mary"], "answer_start": [5]}}]
     qa = write_rows(d / "train.jsonl", rows)
     cases["qa_answer_not_at_start"] = (finetune_args("qa", hftk_bert, d / "out", f"data.train_file={qa}", f"data.validation_file={qa}", "data.max_seq_length=128"), ["q1", "answer_start"])
-    cases["unknown_task"] = (["finetune", "summarization", "--model", str(hftk_bert), "-o", str(folder("unknown_task") / "out")], ["summarization", "generation"])
+    cases["unknown_task"] = (["finetune", "summarize", "--model", str(hftk_bert), "-o", str(folder("unknown_task") / "out")], ["summarize", "summarization"])
     d = folder("train_sample_seed_too_big")  # a label-budget subset larger than the training set
     rows16 = write_rows(d / "train.jsonl", [{"text": f"row {i}", "label": i % 2} for i in range(16)])
     cases["train_sample_seed_too_big"] = (
@@ -534,7 +534,36 @@ def bad_input_cases(tmp: Path, hftk_bert: Path, cls_run: Path, data: dict[str, s
         (d / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
         cases[name] = (["run", str(d / "pipeline.yaml")], needles)
     more_bad_input_cases(cases, folder, ft, hftk_bert, data)
+    seq2seq_bad_input_cases(cases, folder, ft, hftk_bert)
     return cases
+
+
+def seq2seq_bad_input_cases(cases: dict, folder, ft, hftk_bert: Path) -> None:
+    """Translation / summarization (issue 13): wrong data, wrong model kind, generation that cannot work."""
+    from hftk.models import HftkGptConfig, HftkGptForCausalLM
+    from tests.tasks.tiny_seq2seq import bible_rows, save_tiny_hftk, seq2seq_tokenizer
+
+    d = folder("seq2seq_data")
+    rows = bible_rows("train", 16, shared=SHARED)
+    bible = [f"data.train_file={write_rows(d / 'train.jsonl', rows)}", f"data.validation_file={write_rows(d / 'valid.jsonl', rows[:4])}"]
+    tokenizer = seq2seq_tokenizer([r["translation"][k] for r in rows for k in ("en", "es")])
+    model = save_tiny_hftk(d / "model", tokenizer)
+    es_en = [*bible, "data.source_lang=es", "data.target_lang=en"]
+    cases["translation_missing_language"] = (ft("translation_missing_language", "translation", model, *bible, "data.source_lang=es", "data.target_lang=fr"), ["'fr'", "['en', 'es']", "data.target_lang"])
+    cases["translation_same_language"] = (ft("translation_same_language", "translation", model, *bible, "data.source_lang=es", "data.target_lang=es"), ["both 'es'", "two different languages"])
+    news = [{"document": "A long story about the match.", "summary": "Match report"}] * 4
+    news_files = [f"data.train_file={write_rows(d / 'news.jsonl', news)}", f"data.validation_file={d / 'news.jsonl'}"]
+    cases["summarization_missing_columns"] = (ft("summarization_missing_columns", "summarization", model, *news_files, "data.source_column=story"), ["'story'", "'document'"])
+    cases["translation_encoder_only_model"] = (ft("translation_encoder_only_model", "translation", hftk_bert, *es_en), ["encoder-only", "hftk_seq2seq", "bart"])
+    gpt = d / "gpt"
+    ids = dict(bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    HftkGptForCausalLM(HftkGptConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, **ids)).save_pretrained(gpt)
+    tokenizer.save_pretrained(gpt)
+    cases["translation_decoder_only_model"] = (ft("translation_decoder_only_model", "translation", gpt, *es_en), ["decoder-only", "hftk_seq2seq", "hftk finetune generation"])
+    cases["translation_beam_size_0"] = (ft("translation_beam_size_0", "translation", model, *es_en, "generation.num_beams=0"), ["generation.num_beams", "greater than or equal to 1"])
+    cases["translation_max_new_tokens_0"] = (ft("translation_max_new_tokens_0", "translation", model, *es_en, "generation.max_new_tokens=0"), ["generation.max_new_tokens", "greater than or equal to 1"])
+    cases["translation_max_new_tokens_above_positions"] = (ft("translation_max_new_tokens_above_positions", "translation", model, *es_en, "generation.max_new_tokens=500"), ["max_new_tokens (500)", "256 positions"])
+    cases["label_smoothing_on_classification"] = (ft("label_smoothing_on_classification", "classification", hftk_bert, "training.label_smoothing_factor=0.1"), ["label_smoothing_factor", "translation and summarization"])
 
 
 # Cases whose output path exists before the run (a file, a non-empty folder): it must be left as it was.
@@ -661,6 +690,10 @@ BAD_INPUTS = [
     "pretrain_nothing_to_resume", "convert_into_non_empty_folder", "convert_missing_source", "run_missing_stage_data",
     "run_unknown_stage", "run_push_with_hub_offline", "recipes_show_unknown", "push_missing_folder",
     "train_sample_seed_too_big", "learning_curve_too_big", "learning_curve_no_seeds",
+    # issue 13: translation / summarization
+    "translation_missing_language", "translation_same_language", "summarization_missing_columns",
+    "translation_encoder_only_model", "translation_decoder_only_model", "translation_beam_size_0",
+    "translation_max_new_tokens_0", "translation_max_new_tokens_above_positions", "label_smoothing_on_classification",
 ]
 
 

@@ -82,3 +82,10 @@ def test_lowercase_option(bleu):
 def test_uneven_reference_counts_are_a_clear_error(bleu):
     with pytest.raises(HftkError, match="same number of references"):
         bleu.compute(predictions=["a b", "c d"], references=[["a b"], ["c d", "c e"]])
+
+
+def test_signature_on_request_and_score_unchanged(bleu):
+    plain = bleu.compute(predictions=["the cat sat on the mat"], references=[["the cat sat on a mat"]])
+    signed = bleu.compute(predictions=["the cat sat on the mat"], references=[["the cat sat on a mat"]], return_signature=True)
+    assert signed["score"] == plain["score"]
+    assert signed["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:")

@@ -14,7 +14,7 @@ from hftk.errors import HftkError
 from hftk.metrics import METRICS_DIR, available_metrics, load_metric
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ["accuracy", "bleu", "f1", "glue", "rouge", "seqeval", "squad", "squad_v2"]
+SHIPPED = ["accuracy", "bleu", "chrf", "f1", "glue", "rouge", "seqeval", "squad", "squad_v2"]
 
 
 def test_available_metrics_lists_the_shipped_modules():
@@ -37,7 +37,7 @@ def test_unknown_name_raises_hftk_error_listing_the_available_ones():
 @pytest.mark.parametrize(
     ("name", "config_name"),
     [("glue", "mrpc"), ("accuracy", None), ("f1", None), ("squad", None), ("squad_v2", None),
-     ("seqeval", None), ("rouge", None), ("bleu", None)],
+     ("seqeval", None), ("rouge", None), ("bleu", None), ("chrf", None)],
 )
 def test_every_module_loads_with_the_network_blocked(monkeypatch, name, config_name):
     """Whatever HF_HUB_OFFLINE says, loading must not open a connection (nor wait on one)."""

@@ -8,7 +8,7 @@ Note the Hub's `bleu` metric uses another implementation with other keys (`bleu`
 
 import datasets
 import evaluate
-import sacrebleu as scb
+from sacrebleu.metrics import BLEU
 
 from hftk.errors import HftkError
 
@@ -70,6 +70,7 @@ Args:
     lowercase (`bool`): If `True`, lowercases the input, enabling case-insensitivity. Defaults to `False`.
     force (`bool`): If `True`, insists that your tokenized input is actually detokenized. Defaults to `False`.
     use_effective_order (`bool`): If `True`, stops including n-gram orders for which precision is 0. This should be `True`, if sentence-level BLEU will be computed. Defaults to `False`.
+    return_signature (`bool`): also return SacreBLEU's signature string (`signature`), to print beside the score. Defaults to `False`.
 
 Returns:
     'score': BLEU score (0-100),
@@ -132,6 +133,7 @@ class Bleu(evaluate.Metric):
         lowercase=False,
         tokenize=None,
         use_effective_order=False,
+        return_signature=False,
     ):
         # One reference per prediction may come as a plain string.
         references = [[refs] if isinstance(refs, str) else refs for refs in references]
@@ -143,17 +145,17 @@ class Bleu(evaluate.Metric):
             )
         # sacrebleu wants one stream per reference "slot": stream i holds the i-th reference of every prediction.
         reference_streams = [[refs[i] for refs in references] for i in range(references_per_prediction)]
-        output = scb.corpus_bleu(
-            predictions,
-            reference_streams,
+        # The BLEU class (what sacrebleu.corpus_bleu builds) so its signature can be returned.
+        metric = BLEU(
+            lowercase=lowercase,
+            force=force,
+            tokenize=tokenize,
             smooth_method=smooth_method,
             smooth_value=smooth_value,
-            force=force,
-            lowercase=lowercase,
-            use_effective_order=use_effective_order,
-            **(dict(tokenize=tokenize) if tokenize else {}),
+            effective_order=use_effective_order,
         )
-        return {
+        output = metric.corpus_score(predictions, reference_streams)
+        result = {
             "score": output.score,
             "counts": output.counts,
             "totals": output.totals,
@@ -162,3 +164,6 @@ class Bleu(evaluate.Metric):
             "sys_len": output.sys_len,
             "ref_len": output.ref_len,
         }
+        if return_signature:
+            result["signature"] = metric.get_signature().format()
+        return result
