@@ -51,4 +51,4 @@ def test_yaml_syntax_and_missing_recipe(tmp_path):
 def test_finetune_recipe_requires_a_known_task():
     assert load_recipe(FinetuneRecipe, None, ["task=qa"]).training.learning_rate is None  # by model, at run time
     with pytest.raises(HftkError, match="task"):
-        load_recipe(FinetuneRecipe, None, ["task=translation"])
+        load_recipe(FinetuneRecipe, None, ["task=translate"])

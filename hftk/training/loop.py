@@ -213,6 +213,7 @@ def _train(
         tmp = tmp or output_dir / "checkpoints" / f".tmp-step-{state.step}"
         accelerator.save_state(str(tmp))  # FSDP: every rank writes its shard (or takes part in the gather)
         save_model_folder(tmp / "model")
+        accelerator.wait_for_everyone()  # every rank's random_states_<rank>.pkl is written before the folder is published
         if accelerator.is_main_process:
             fault_point("checkpoint", state.step)
             state.save(tmp)

@@ -111,9 +111,9 @@ def test_hub_unreachable_is_a_clear_error(bert_tokenizer, monkeypatch):
 def test_task_registry_and_model_class(bert_tokenizer):
     from hftk.tasks import TASKS, get_task
 
-    assert list(TASKS) == ["glue", "classification", "qa", "ner", "generation"]
+    assert list(TASKS) == ["glue", "classification", "qa", "ner", "generation", "translation", "summarization"]
     assert get_task("glue") is prepare_glue
-    with pytest.raises(HftkError, match="unknown task 'summarization'; choose one of glue, classification, qa, ner, generation"):
-        get_task("summarization")
+    with pytest.raises(HftkError, match="unknown task 'summarize'; choose one of glue, classification, qa, ner, generation, translation, summarization"):
+        get_task("summarize")
     raw = datasets.DatasetDict(train=datasets.Dataset.from_dict({"sentence": ["x"], "label": [1]}))
     assert prepare_glue("sst2", bert_tokenizer, raw=raw).auto_model_class == "AutoModelForSequenceClassification"
