@@ -185,12 +185,17 @@ def _train(
     register_model_state_hooks(accelerator, hooks)
 
     state = TrainState()
+    rng_at_checkpoint = None
     if resume:
         checkpoint = latest_checkpoint(output_dir)
         if checkpoint is None:
             raise HftkError(f"nothing to resume in {output_dir}: no complete checkpoint; run without --resume")
         accelerator.load_state(str(checkpoint))
         state = TrainState.load(checkpoint)
+        # Creating a DataLoader iterator draws its base seed from the global RNG. The uninterrupted
+        # run drew it at the epoch's start, before this checkpoint's RNG state was saved; a run
+        # resumed mid-epoch draws it again below, which would shift every later dropout mask.
+        rng_at_checkpoint = torch.get_rng_state() if state.batches_in_epoch else None
         accelerator.print(f"Resuming from {checkpoint} (step {state.step})")
     state.planned_steps = budget.total_steps()
     wall_before = max(state.wall_seconds, state.elapsed_seconds)  # earlier sessions, up to the checkpoint
@@ -269,6 +274,9 @@ def _train(
         iterator = iter(batches)
         while True:
             group = list(islice(iterator, accumulation))
+            if rng_at_checkpoint is not None:  # the loader's iterator is lazy: it drew its seed just now
+                torch.set_rng_state(rng_at_checkpoint)
+                rng_at_checkpoint = None
             if not group:
                 break
             model.train()

@@ -111,7 +111,8 @@ def test_kill_and_resume_matches_uninterrupted_run(corpus, tmp_path, fault):
     The recipe has a time budget beside the step budget: the schedule follows the steps, so the
     runs match. Each run trains its own tokenizer, in its own process: they must agree too.
     """
-    args = ("training.max_steps=12", "training.save_steps=4", "training.max_time_minutes=30")
+    # Dropout on: the resumed run must draw the same dropout masks (the global RNG) as the uninterrupted one.
+    args = ("training.max_steps=12", "training.save_steps=4", "training.max_time_minutes=30", "model.config.hidden_dropout_prob=0.1")
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     run_hftk(*pretrain_args(corpus, reference, *args), check=True)
 
