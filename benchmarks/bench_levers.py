@@ -69,13 +69,7 @@ def main(argv: list[str] | None = None) -> None:
     generator = torch.Generator().manual_seed(0)
     rows = []
     for name in args.models:
-        torch.manual_seed(0)
-        if name == "encoder":
-            base = bench_models.hftk_encoder(args.seq)
-            batch = bench_models.mlm_batch(args.batch, args.seq, 0.15, generator)
-        else:
-            base = bench_models.hftk_decoder(args.seq)
-            batch = bench_models.clm_batch(args.batch, args.seq, generator)
+        base, batch = bench_models.hftk_model_and_batch(name, args.batch, args.seq, generator)
         for lever in args.levers:
             for dtype in args.dtypes:
                 if lever == "sdpa-bf16" and dtype != "bf16":

@@ -172,6 +172,14 @@ def clm_batch(batch: int, seq: int, generator: torch.Generator) -> dict[str, tor
     return {"input_ids": ids, "labels": ids}
 
 
+def hftk_model_and_batch(name: str, batch: int, seq: int, generator: torch.Generator):
+    """hftk's encoder with an MLM batch, or its decoder with a causal-LM batch (the profile and lever scripts)."""
+    torch.manual_seed(0)
+    if name == "encoder":
+        return hftk_encoder(seq), mlm_batch(batch, seq, 0.15, generator)
+    return hftk_decoder(seq), clm_batch(batch, seq, generator)
+
+
 def autocast(dtype: str):
     return torch.autocast("cpu", dtype=torch.bfloat16) if dtype == "bf16" else nullcontext()
 

@@ -165,13 +165,7 @@ def main(argv: list[str] | None = None) -> None:
     generator = torch.Generator().manual_seed(0)
     results = []
     for name in args.models:
-        torch.manual_seed(0)
-        if name == "encoder":
-            model = bench_models.hftk_encoder(args.seq)
-            batch = bench_models.mlm_batch(args.batch, args.seq, 0.15, generator)
-        else:
-            model = bench_models.hftk_decoder(args.seq)
-            batch = bench_models.clm_batch(args.batch, args.seq, generator)
+        model, batch = bench_models.hftk_model_and_batch(name, args.batch, args.seq, generator)
         for dtype in args.dtypes:
             results.append(profile_model(name, model, batch, dtype, args.steps, args.warmup))
             print(f"{name} {dtype}: {results[-1]['wall'] * 1e3:.0f} ms/step", file=sys.stderr, flush=True)
