@@ -44,6 +44,23 @@ BASELINE_PREFIX = "baseline-"
 CURVES_DIR = "curves"
 INT8_SUFFIX = "-int8"
 STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# The Auto head each fine-tuning task loads (the kinds of hftk.tasks' TaskData), to check on load
+# that the pretrained model type has it; which pretraining gives a model type that has it.
+TASK_HEADS = {
+    "glue": "AutoModelForSequenceClassification",
+    "classification": "AutoModelForSequenceClassification",
+    "qa": "AutoModelForQuestionAnswering",
+    "ner": "AutoModelForTokenClassification",
+    "generation": "AutoModelForCausalLM",
+    "translation": "AutoModelForSeq2SeqLM",
+    "summarization": "AutoModelForSeq2SeqLM",
+}
+PRETRAINING_FOR = {
+    "hftk_bert": "objective mlm or electra (recipe pretrain-default / pretrain-electra)",
+    "hftk_gpt": "objective clm (recipe pretrain-gpt)",
+    "hftk_seq2seq": "objective denoise (recipe pretrain-seq2seq)",
+}
+SEQ2SEQ_TASKS = ("translation", "summarization")  # no distill or int8 stage for them yet
 
 Echo = Callable[[str], None]
 
@@ -62,7 +79,7 @@ class PretrainSpec(Section):
 
     recipe: str | None = None
     set: list[str] = Field(default_factory=list)
-    objective: Literal["mlm", "clm", "electra"] | None = None
+    objective: Literal["mlm", "clm", "electra", "denoise"] | None = None
     model: dict[str, Any] | None = None
     tokenizer: dict[str, Any] | None = None
     data: dict[str, Any] | None = None
@@ -98,7 +115,7 @@ class FinetuneStage(Section):
     """One fine-tuning task run on the pretrained model (and on the baseline)."""
 
     name: str
-    task: Literal["glue", "classification", "qa", "ner", "generation"]
+    task: Literal["glue", "classification", "qa", "ner", "generation", "translation", "summarization"]
     recipe: str | None = Field(None, description="default: finetune-TASK")
     set: list[str] = Field(default_factory=list)
     model: dict[str, Any] | None = None
@@ -338,6 +355,7 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Loade
     spec = validate(Pipeline, data, str(path))
     output_dir = Path(spec.output_dir)
     pretrain = build_pretrain_recipe(spec.pretrain, pretrain_sets, output_dir / PRETRAIN_STAGE)
+    check_tasks_fit_model(spec, pretrain)
     finetune = {
         stage.name: build_finetune_recipe(stage, stage_sets.get(stage.name, []), output_dir / stage.name, output_dir / PRETRAIN_STAGE)
         for stage in spec.finetune
@@ -349,6 +367,31 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Loade
         for stage in spec.distill
     }
     return LoadedPipeline(spec, pretrain, finetune, distill)
+
+
+def check_tasks_fit_model(spec: Pipeline, pretrain: PretrainRecipe) -> None:
+    """Every finetune task has a head on the pretrained model type; seq2seq stages are not quantized.
+
+    Found here, on load, rather than when the stage loads its model after pretraining has run.
+    """
+    from hftk.models import AUTO_CLASSES, MODEL_TYPES
+
+    model_type = pretrain.model.type  # set from the objective by PretrainRecipe's validation
+    heads = {auto_class.__name__ for auto_class in AUTO_CLASSES[MODEL_TYPES[model_type]]}
+    fitting = [task for task, head in TASK_HEADS.items() if head in heads]
+    for stage in spec.finetune:
+        head = TASK_HEADS[stage.task]
+        if head not in heads:
+            home = next(kind for kind, config in MODEL_TYPES.items() if head in {a.__name__ for a in AUTO_CLASSES[config]})
+            raise HftkError(
+                f"finetune stage {stage.name}: task {stage.task} needs a model with an {head} head, and the pipeline pretrains "
+                f"{model_type} (objective {pretrain.objective}), which has none; tasks for {model_type}: {', '.join(fitting)}; "
+                f"for {stage.task} pretrain {home} with {PRETRAINING_FOR[home]}"
+            )
+    tasks = {stage.name: stage.task for stage in spec.finetune}
+    for name in spec.quantize:
+        if tasks.get(name) in SEQ2SEQ_TASKS:
+            raise HftkError(f"quantize: stage {name} is a {tasks[name]} task, which int8 evaluation does not support yet; remove it from quantize")
 
 
 def _data_paths(pretrain: PretrainRecipe, finetune) -> list[tuple[Section, str, str]]:
@@ -441,8 +484,8 @@ def build_distill_recipe(stage: DistillStage, extra_sets: list[str], teacher: Fi
     """The `hftk distill` recipe of a distill stage: the teacher stage's task and data, the distill recipe's settings."""
     from hftk.distill.recipe import DistillRecipe
 
-    if teacher.task == "generation":
-        raise HftkError(f"distill stage {stage.folder}: teacher stage {stage.teacher} is a generation task; distil classification, glue, qa or ner")
+    if teacher.task in ("generation", *SEQ2SEQ_TASKS):
+        raise HftkError(f"distill stage {stage.folder}: teacher stage {stage.teacher} is a {teacher.task} task; distil classification, glue, qa or ner")
     data = read_yaml(resolve_recipe_path(stage.recipe or "distill-classification"))
     data.pop("output", None)
     data["task"] = teacher.task
