@@ -360,6 +360,7 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Loade
         stage.name: build_finetune_recipe(stage, stage_sets.get(stage.name, []), output_dir / stage.name, output_dir / PRETRAIN_STAGE)
         for stage in spec.finetune
     }
+    check_lengths_fit_model(pretrain, finetune)
     if path.resolve().parent == RECIPES_DIR.resolve():
         _anchor_shipped_paths(pretrain, finetune.values())
     distill = {  # after the anchoring: students read their teacher stage's (anchored) data
@@ -392,6 +393,29 @@ def check_tasks_fit_model(spec: Pipeline, pretrain: PretrainRecipe) -> None:
     for name in spec.quantize:
         if tasks.get(name) in SEQ2SEQ_TASKS:
             raise HftkError(f"quantize: stage {name} is a {tasks[name]} task, which int8 evaluation does not support yet; remove it from quantize")
+
+
+def check_lengths_fit_model(pretrain: PretrainRecipe, finetune: dict[str, FinetuneRecipe]) -> None:
+    """Sequence lengths a stage sets that the model pretraining will make cannot take, found before it is made.
+
+    A pretrained tokenizer's model_max_length is pretrain data.max_seq_length (its positions are at
+    least that); `hftk finetune` refuses more (and generating as many tokens) once the model exists.
+    Unknown when the pretraining reuses a tokenizer or model, which then decide.
+    """
+    if pretrain.tokenizer.name_or_path or pretrain.model.name_or_path:
+        return
+    limit = pretrain.data.max_seq_length
+    for name, recipe in finetune.items():
+        if (recipe.data.max_seq_length or 0) > limit:
+            raise HftkError(
+                f"finetune stage {name}: data.max_seq_length ({recipe.data.max_seq_length}) exceeds the {limit} tokens the pretrained "
+                f"model takes (pretrain data.max_seq_length); use at most {limit}, or raise pretrain data.max_seq_length"
+            )
+        if recipe.task in SEQ2SEQ_TASKS and recipe.generation.max_new_tokens >= limit:
+            raise HftkError(
+                f"finetune stage {name}: generation.max_new_tokens ({recipe.generation.max_new_tokens}) must be smaller than the "
+                f"{limit} positions of the pretrained model (pretrain data.max_seq_length); use at most {limit - 1}"
+            )
 
 
 def _data_paths(pretrain: PretrainRecipe, finetune) -> list[tuple[Section, str, str]]:

@@ -34,6 +34,13 @@ if TYPE_CHECKING:
 
 # Bookkeeping counts and thresholds are not results; losses are plotted as curves instead.
 NOT_RESULTS = ("loss", "perplexity", "total", "thresh", "samples")
+# Except for encoder–decoder tasks, whose cross-entropy on the reference texts is listed too: at small
+# budgets BLEU, chrF and ROUGE sit near zero for both inits and the loss is what tells them apart.
+REFERENCE_LOSS_TASKS = ("translation", "summarization")
+REFERENCE_LOSS_NOTE = (
+    "`eval_loss` / `test_loss` of translation and summarization stages is the cross-entropy of the reference "
+    "texts (lower is better), listed because BLEU, chrF and ROUGE stay near zero until a model writes the right words."
+)
 
 
 def read_stage(folder: Path) -> dict[str, Any]:
@@ -175,7 +182,10 @@ def collect(pipeline: LoadedPipeline) -> tuple[dict[str, Any], dict[str, dict]]:
     for name, recipe in pipeline.finetune.items():
         stage = stages[name]
         baseline = stages.get(BASELINE_PREFIX + name)
-        for key in result_keys(stage["metrics"], stage["main_metric"]):
+        keys = result_keys(stage["metrics"], stage["main_metric"])
+        if recipe.task in REFERENCE_LOSS_TASKS:
+            keys += [key for key in ("eval_loss", "test_loss") if isinstance(stage["metrics"].get(key), (int, float))]
+        for key in keys:
             results.append(
                 {
                     "stage": name,
@@ -464,6 +474,7 @@ def markdown(report: dict[str, Any], rows: list[list[str]], images: list[str]) -
         "",
         "Every metric of each stage's own run (its first seed, whole training set).",
         "",
+        *([REFERENCE_LOSS_NOTE, ""] if any(r["task"] in REFERENCE_LOSS_TASKS for r in report["results"]) else []),
         "| stage | metric | pretrained | baseline |",
         "|---|---|---|---|",
         *(f"| {r['stage']} | {r['metric']} | {_fmt(r['pretrained'])} | {_fmt(r['baseline'])} |" for r in report["results"]),
