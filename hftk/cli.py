@@ -236,7 +236,7 @@ def evaluate(
 
 @app.command("run")
 def run_pipeline_command(
-    pipeline: Annotated[str, typer.Argument(help="Pipeline YAML file, or a shipped one: pipeline-shared, pipeline-tiny.")],
+    pipeline: Annotated[str, typer.Argument(help="Pipeline YAML file, or a shipped one: pipeline-shared, pipeline-tiny, pipeline-seq2seq.")],
     set_: Annotated[
         Optional[list[str]],
         typer.Option(
