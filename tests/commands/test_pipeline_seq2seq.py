@@ -183,6 +183,16 @@ def test_report_shows_bleu_chrf_rouge_and_losses_of_both_inits_with_the_noise_ru
         assert (out / image).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", image
 
 
+def test_a_second_run_skips_every_finished_seq2seq_stage_as_unchanged(seq2seq_run):
+    """What the runs derive (learning rate, target length) must not read as a changed recipe."""
+    out, _ = seq2seq_run
+    again = run_hftk("run", str(out.parent / "pipeline.yaml"), "--set", "finetune.*.training.max_steps=3")
+    assert again.returncode == 0, again.stderr[-3000:]
+    for stage in [*STAGES, "baseline-init", "mt/nall-seed43", "baseline-mt/nall-seed43"]:
+        assert f"skipping finished stage {stage} (" in again.stdout, stage
+    assert "running stage" not in again.stdout and "differs" not in again.stdout
+
+
 def _set_task(index: int, task: str, **extra):
     def change(pipeline: dict) -> None:
         stage = pipeline["finetune"][index]
