@@ -217,9 +217,11 @@ def _set_task(index: int, task: str, **extra):
         ),
         (  # hftk_seq2seq has no classification, QA or token-classification head
             _set_task(1, "classification"),
-            "finetune stage news: task classification needs a model with an AutoModelForSequenceClassification head, "
-            "and the pipeline pretrains hftk_seq2seq (objective denoise), which has none; tasks for hftk_seq2seq: translation, summarization; "
-            "for classification pretrain hftk_bert with objective mlm or electra",
+            (
+                "finetune stage news: task classification needs a model with an AutoModelForSequenceClassification head, "
+                "and the pipeline pretrains hftk_seq2seq (objective denoise), which has none; tasks for hftk_seq2seq: "
+                "translation, summarization; for classification pretrain hftk_bert with objective mlm or electra"
+            ),
         ),
         (_set_task(1, "ner"), "task ner needs a model with an AutoModelForTokenClassification head"),
         (lambda p: p.update(quantize=["news"]), "quantize: stage news is a summarization task"),
