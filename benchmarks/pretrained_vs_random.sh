@@ -6,29 +6,31 @@
 #   bash benchmarks/pretrained_vs_random.sh runs/pretrain-default          # then: ... table
 #   SEEDS="1 2 3" TRAIN=500 TAG=old bash benchmarks/pretrained_vs_random.sh MODEL --set training.learning_rate=1e-4
 #   TASKS=fine_foods PARALLEL=1 bash benchmarks/pretrained_vs_random.sh MODEL   # one task; both inits of a seed at once
+#   SIZES="300 1000" OTHERS="electra=runs/electra" bash benchmarks/pretrained_vs_random.sh runs/mlm   # a learning curve, 3 inits
 #
-# Budget kept small for a shared 2-core machine: TRAIN training examples per task (default 500),
-# sequences cut at 64 tokens, the recipe's epochs, one thread per run. No model selection: the
+# SIZES (default: TRAIN, 500) training examples per task, drawn at random with the run's seed;
+# sequences cut at 64 tokens, the recipe's epochs (at least training.min_steps), one thread per run. No model selection: the
 # shipped test file is the validation file and is scored once, after the last step.
 set -euo pipefail
 R=${R:-runs/pretrained-vs-random}; S=${SHARED:-../shared}/data
-SEEDS=${SEEDS:-"1 2 3"}; TRAIN=${TRAIN:-500}; TAG=${TAG:-defaults}; TASKS=${TASKS:-"fine_foods bbc_news wnut16"}
+SEEDS=${SEEDS:-"1 2 3"}; SIZES=${SIZES:-${TRAIN:-500}}; TAG=${TAG:-defaults}; TASKS=${TASKS:-"fine_foods bbc_news wnut16"}
+OTHERS=${OTHERS:-}  # more inits to fine-tune alongside, NAME=FOLDER each (same tokenizer as MODEL for a fair twin)
 
 if [ "${1:-}" = table ]; then
   python - "$R" <<'PY'
 import json, statistics, sys
 from pathlib import Path
 runs = {}
-for path in sorted(Path(sys.argv[1]).glob("*/*/*/seed-*/metrics.json")):
-    tag, task, init = path.parts[-5:-2]
+for path in sorted(Path(sys.argv[1]).glob("*/*/n*/*/seed-*/metrics.json"), key=lambda p: (p.parts[-6:-4], int(p.parts[-4][1:]), p.parts[-3:])):
+    tag, task, size, init = path.parts[-6:-2]
     metrics = json.loads(path.read_text())
     score = metrics["eval_f1" if task == "wnut16" else "eval_accuracy"]  # entity F1 (seqeval) for NER
-    runs.setdefault((tag, task), {}).setdefault(init, []).append(score)
+    runs.setdefault((tag, task, size), {}).setdefault(init, []).append(score)
 def show(scores):
     spread = statistics.stdev(scores) if len(scores) > 1 else float("nan")
     return f"{statistics.mean(scores):.3f} ± {spread:.3f} (n={len(scores)}: {', '.join(f'{s:.3f}' for s in scores)})"
-for (tag, task), inits in sorted(runs.items()):
-    print(f"{tag:10s} {task:11s} " + "   ".join(f"{init}: {show(s)}" for init, s in sorted(inits.items())))
+for (tag, task, size), inits in runs.items():
+    print(f"{tag:10s} {task:11s} {size:6s} " + "   ".join(f"{init}: {show(s)}" for init, s in sorted(inits.items())))
 PY
   exit 0
 fi
@@ -42,26 +44,30 @@ from hftk.commands.pipeline import write_random_twin
 write_random_twin(Path('$MODEL'), Path('$TWIN'), 0, 'mlm', False, print)"
 fi
 common=(--set training.num_threads=1 --set training.save_steps=null --set training.report_to=[]
-        --set training.eval_steps=100000 --set data.max_seq_length=64 --set data.max_train_samples=$TRAIN)
-run() {  # INIT SEED NAME [--set ...]
-  local init=$1 seed=$2 name=$3; shift 3
-  local m=$MODEL task=classification set=classification/$name
-  [ $init = random ] && m=$TWIN
+        --set training.eval_steps=100000 --set data.max_seq_length=64)
+declare -A FOLDER=([pretrained]=$MODEL [random]=$TWIN)
+for other in $OTHERS; do FOLDER[${other%%=*}]=${other#*=}; done
+run() {  # INIT SEED NAME SIZE [--set ...]
+  local init=$1 seed=$2 name=$3 size=$4; shift 4
+  local m=${FOLDER[$init]} task=classification set=classification/$name
   [ $name = wnut16 ] && { task=ner; set=ner/wnut16; }
-  local o=$R/$TAG/$name/$init/seed-$seed
-  mkdir -p $R/$TAG/$name/$init
+  local o=$R/$TAG/$name/n$size/$init/seed-$seed
+  mkdir -p $(dirname $o)
   [ -f $o/metrics.json ] && return 0
   hftk finetune $task --model $m -o $o --overwrite --set training.seed=$seed \
+    --set data.max_train_samples=$size --set data.train_sample_seed=$seed \
     --set data.train_file=$S/$set/train.jsonl --set data.validation_file=$S/$set/test.jsonl "${common[@]}" "$@" \
     > $o.log 2>&1 || { echo "failed: $o (see $o.log)"; return 1; }
 }
-for name in $TASKS; do
-  for seed in $SEEDS; do
-    if [ -n "${PARALLEL:-}" ]; then  # the two inits of a seed side by side (two 1-thread runs)
-      run pretrained $seed $name "$@" & run random $seed $name "$@" & wait
-    else
-      run pretrained $seed $name "$@"; run random $seed $name "$@"
-    fi
-  done
+jobs=()  # every run, in order; PARALLEL=1: two 1-thread runs at a time
+for name in $TASKS; do for size in $SIZES; do for seed in $SEEDS; do for init in "${!FOLDER[@]}"; do
+  jobs+=("$init $seed $name $size")
+done; done; done; done
+for ((i = 0; i < ${#jobs[@]}; i++)); do
+  if [ -n "${PARALLEL:-}" ] && ((i + 1 < ${#jobs[@]})); then
+    run ${jobs[i]} "$@" & run ${jobs[i + 1]} "$@" & wait; ((i += 1))
+  else
+    run ${jobs[i]} "$@"
+  fi
 done
 bash "$0" table

@@ -290,6 +290,11 @@ class FinetuneTrainingSection(TrainingSection):
     learning_rate: float | None = Field(
         None, gt=0, description="peak LR; null: by model (hftk's pre-LN encoders 3e-4, other checkpoints 1e-4)"
     )
+    min_steps: int | None = Field(
+        300, ge=1, description="num_train_epochs trains at least this many optimizer steps: a small training set "
+        "is seen for more epochs (at 3 epochs, 1,000 examples are 96 steps, too few to leave the majority class); "
+        "ignored when max_steps is set; null: epochs only"
+    )
     group_by_length: bool = Field(
         False, description="batch examples of similar length (transformers' LengthGroupedSampler): less padding, faster steps"
     )

@@ -3,7 +3,8 @@
 The rule when a recipe has both: a step-countable budget (max_steps, num_train_epochs,
 max_tokens; the smallest wins) fixes the schedule -- transformers' `get_scheduler` over exactly
 that many steps -- so a run is the same on any machine and a killed-and-resumed run equals an
-uninterrupted one. A wall-clock budget (max_time_minutes) beside it only stops the run early,
+uninterrupted one. `min_steps` raises an epoch budget over a small training set to at least that
+many steps (more epochs), and never a `max_steps` the user set. A wall-clock budget (max_time_minutes) beside it only stops the run early,
 with the schedule unchanged, and the run says so. Only when the time budget is the sole limit
 does the schedule follow elapsed time (a virtual step count driven by the clock).
 """
@@ -29,6 +30,13 @@ class Budget:
     num_train_epochs: float | None = None
     max_tokens: int | None = None
     max_time_seconds: float | None = None
+    min_steps: int | None = None  # an epoch budget trains at least this many steps (small training sets)
+
+    def epoch_steps(self) -> int | None:
+        """Steps num_train_epochs gives, raised to min_steps; None without an epoch budget."""
+        if self.num_train_epochs is None:
+            return None
+        return max(math.ceil(self.num_train_epochs * self.steps_per_epoch), self.min_steps or 0)
 
     def total_steps(self) -> int | None:
         """Optimizer steps the budget allows, or None when only wall-clock time limits it."""
@@ -36,7 +44,7 @@ class Budget:
         if self.max_steps is not None:
             limits.append(self.max_steps)
         if self.num_train_epochs is not None:
-            limits.append(math.ceil(self.num_train_epochs * self.steps_per_epoch))
+            limits.append(self.epoch_steps())
         if self.max_tokens is not None:
             limits.append(math.ceil(self.max_tokens / self.tokens_per_step))
         return max(1, min(limits)) if limits else None
@@ -67,9 +75,13 @@ class Budget:
         total = self.total_steps()
         if self.max_steps is not None and max(1, self.max_steps) == total:
             return "max_steps"
-        if self.num_train_epochs is not None and max(1, math.ceil(self.num_train_epochs * self.steps_per_epoch)) == total:
-            return "num_train_epochs"
+        if self.num_train_epochs is not None and max(1, self.epoch_steps()) == total:
+            return "min_steps" if self.epochs_raised() else "num_train_epochs"
         return "max_tokens" if total is not None else None
+
+    def epochs_raised(self) -> bool:
+        """min_steps, not num_train_epochs, sets the epoch budget (a small training set)."""
+        return self.num_train_epochs is not None and self.epoch_steps() > math.ceil(self.num_train_epochs * self.steps_per_epoch)
 
     def done(self, step: int, elapsed: float) -> bool:
         return self.stop_reason(step, elapsed) is not None

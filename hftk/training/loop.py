@@ -179,7 +179,14 @@ def _train(
         num_train_epochs=None if streamed else training.num_train_epochs,
         max_tokens=training.max_tokens if hooks.tokens_per_step else None,
         max_time_seconds=training.max_time_minutes * 60 if training.max_time_minutes else None,
+        min_steps=None if training.max_steps is not None else getattr(training, "min_steps", None),
     )
+    if budget.epochs_raised() and budget.total_steps() == budget.epoch_steps():
+        accelerator.print(
+            f"training.min_steps={budget.min_steps}: {training.num_train_epochs:g} epochs of this training set are only "
+            f"{math.ceil(training.num_train_epochs * steps_per_epoch)} steps; training {budget.total_steps()} steps "
+            f"({budget.total_steps() / steps_per_epoch:.1f} epochs). --set training.min_steps=null keeps the epochs"
+        )
     scheduler = make_scheduler(training.lr_scheduler_type, optimizer, budget, training.warmup_ratio, training.warmup_steps)
     accelerator.register_for_checkpointing(scheduler)
     register_model_state_hooks(accelerator, hooks)

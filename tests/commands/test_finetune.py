@@ -27,6 +27,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 FAST = [
     "training.num_train_epochs=1",
+    "training.min_steps=null",  # tiny sets: the epochs, not the 300-step floor for small data
     "training.per_device_train_batch_size=16",
     "training.per_device_eval_batch_size=32",
     "training.learning_rate=1e-3",

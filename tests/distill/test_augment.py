@@ -95,7 +95,7 @@ def test_distill_with_augmentation_trains_on_teacher_labelled_copies(mlm, tmp_pa
     train.write_text("".join(json.dumps(row) + "\n" for row in reviews(24)))
     sets = [
         f"teacher.name_or_path={tmp_path / 'teacher'}", "student.layers=[0]", f"data.train_file={train}",
-        f"data.validation_file={train}", "data.max_seq_length=64", "training.num_train_epochs=1",
+        f"data.validation_file={train}", "data.max_seq_length=64", "training.num_train_epochs=1", "training.min_steps=null",
         "training.per_device_train_batch_size=16", "training.eval_steps=1000", "training.save_steps=null",
         "training.report_to=[]", "training.num_threads=1", "augment.copies=2", "augment.replace_probability=0.4",
     ]

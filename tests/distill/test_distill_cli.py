@@ -18,7 +18,7 @@ import torch
 SHARED = Path(os.environ.get("HFTK_SHARED_DIR", Path(__file__).resolve().parents[2] / ".." / "shared")).resolve()
 DATA = SHARED / "data"
 FAST = [
-    "training.num_train_epochs=2", "training.per_device_train_batch_size=16", "training.per_device_eval_batch_size=32",
+    "training.num_train_epochs=2", "training.min_steps=null", "training.per_device_train_batch_size=16", "training.per_device_eval_batch_size=32",
     "training.learning_rate=1e-3", "training.eval_steps=1000", "training.logging_steps=2", "training.save_steps=null",
     "training.report_to=[]", "training.num_threads=1", "data.max_seq_length=64",
 ]

@@ -72,3 +72,14 @@ def test_time_budget_follows_elapsed_time():
     assert opt.param_groups[0]["lr"] == pytest.approx(0.5, abs=1 / VIRTUAL_STEPS)
     advance_scheduler(scheduler, budget, 3, 100.0)
     assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1 / VIRTUAL_STEPS)
+
+
+def test_min_steps_raises_an_epoch_budget_over_a_small_training_set_only():
+    small = Budget(steps_per_epoch=32, tokens_per_step=1, num_train_epochs=3, min_steps=300)
+    assert small.total_steps() == 300 and small.epochs_raised()  # 3 epochs = 96 steps, raised to 300 (~9.4 epochs)
+    assert small.stop_reason(299, 0) is None and small.stop_reason(300, 0) == "min_steps"
+    large = Budget(steps_per_epoch=200, tokens_per_step=1, num_train_epochs=3, min_steps=300)
+    assert large.total_steps() == 600 and not large.epochs_raised() and large.stop_reason(600, 0) == "num_train_epochs"
+    capped = Budget(steps_per_epoch=32, tokens_per_step=1, num_train_epochs=3, min_steps=300, max_tokens=200)
+    assert capped.total_steps() == 200  # another limit still ends it first
+    assert Budget(steps_per_epoch=32, tokens_per_step=1, max_steps=50, min_steps=300).total_steps() == 50  # no epoch budget to raise
