@@ -37,7 +37,7 @@ def is_quantized_folder(path: str | Path) -> bool:
 def quantize_model(model: torch.nn.Module) -> torch.nn.Module:
     """Dynamic int8 quantization of every Linear (in place on a copy's modules; returns the quantized model).
 
-    A tied LM head (hftk_gpt, hftk_seq2seq, BERT's MLM head) is quantized too: it is the largest
+    A tied LM head (hftk_gpt, hftk_seq2seq) is quantized too: it is the largest
     Linear, most of a decoding step. The input embedding stays the fp32 table (a lookup gains
     nothing from int8 dynamic quantization), so the tie becomes two copies of one table made at
     the same moment: the fp32 rows for lookups and their int8 packing for the projection, apart

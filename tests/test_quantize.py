@@ -96,3 +96,64 @@ def test_bad_folders(tmp_path, tokenizer):
     with pytest.raises(HftkError, match="--overwrite"):
         quantize_folder(source, tmp_path / "busy")
     assert (tmp_path / "busy" / "keep.txt").is_file()
+
+
+# Decoders with a tied LM head. Stated tolerance: int8 logits within 4 % of the largest fp32 logit.
+# Each int8 matmul rounds its weights (per tensor, step max|w|/127) and its activations (per batch,
+# 7-bit range): under 1 % of the range each; the tiny models chain about ten of them and measured
+# 1.3-1.4 % (hftk_seq2seq, hftk_gpt); another random model of the same config differs by ~100 %.
+GEN_REL = 0.04
+
+
+def generative(kind: str, tmp_path: Path):
+    """A tiny random fp32 model (eval mode) and its `hftk quantize` copy."""
+    from hftk.models import HftkGptForCausalLM, HftkSeq2SeqForConditionalGeneration
+    from tests.models.tiny import build, tiny_gpt_config, tiny_seq2seq_config
+
+    if kind == "hftk_seq2seq":
+        fp32 = build(HftkSeq2SeqForConditionalGeneration, tiny_seq2seq_config(decoder_start_token_id=1))
+    else:
+        fp32 = build(HftkGptForCausalLM, tiny_gpt_config())
+    fp32.save_pretrained(tmp_path / "fp32")
+    return fp32, load_quantized(quantize_folder(tmp_path / "fp32", tmp_path / "int8"))
+
+
+def teacher_forced_logits(model, kind: str, prompt: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
+    """The logits of every generated position, from one forward over the whole generated sequence."""
+    with torch.no_grad():
+        if kind == "hftk_seq2seq":  # sequences = decoder start + generated tokens
+            return model(input_ids=prompt, decoder_input_ids=sequences[:, :-1], use_cache=False).logits
+        return model(input_ids=sequences[:, :-1], use_cache=False).logits[:, prompt.shape[1] - 1 :]
+
+
+@pytest.mark.parametrize("kind", ["hftk_seq2seq", "hftk_gpt"])
+def test_int8_decoder_generates_with_cache_near_fp32_and_keeps_the_tie(kind, tmp_path):
+    fp32, int8 = generative(kind, tmp_path)
+    # The tie: the input embedding stays fp32 and exact, the LM head is its int8 packing (half a step apart).
+    embedding = int8.get_input_embeddings().weight
+    assert isinstance(embedding, torch.nn.Parameter) and torch.equal(embedding, fp32.get_input_embeddings().weight)
+    head = int8.lm_head.weight()
+    assert head.dtype == torch.qint8 and (head.dequantize() - embedding).abs().max() <= head.q_scale() / 2 * 1.001
+    if kind == "hftk_seq2seq":  # shared source/target vocabulary: still one table
+        assert int8.model.encoder.get_input_embeddings().weight is int8.model.decoder.get_input_embeddings().weight
+    torch.manual_seed(1)
+    prompt = torch.randint(3, fp32.config.vocab_size, (2, 6))
+    mask = torch.ones_like(prompt)
+    settings = dict(max_new_tokens=6, do_sample=False, use_cache=True, return_dict_in_generate=True, pad_token_id=0)
+
+    greedy = int8.generate(prompt, attention_mask=mask, num_beams=1, output_logits=True, **settings)
+    cached = torch.stack(greedy.logits, dim=1)  # the int8 logits decoding step by step from the KV cache
+    reference = teacher_forced_logits(fp32, kind, prompt, greedy.sequences)
+    assert cached.shape == reference.shape == (2, 6, fp32.config.vocab_size)
+    assert not torch.equal(cached, reference)  # really int8
+    assert (cached - reference).abs().max() <= GEN_REL * reference.abs().max()
+
+    beam = int8.generate(prompt, attention_mask=mask, num_beams=4, output_scores=True, **settings)
+    chosen = int8.compute_transition_scores(beam.sequences, beam.scores, beam.beam_indices)  # log p of each chosen token
+    generated = beam.sequences[:, -chosen.shape[1] :]
+    fp32_logp = teacher_forced_logits(fp32, kind, prompt, beam.sequences).log_softmax(-1)
+    expected = fp32_logp.gather(-1, generated.unsqueeze(-1)).squeeze(-1)
+    valid = beam.beam_indices[:, : chosen.shape[1]] >= 0  # steps after a beam ended are padding
+    assert valid.any()
+    # a log-softmax moves by at most twice the largest logit error
+    assert (chosen - expected)[valid].abs().max() <= 2 * GEN_REL * reference.abs().max()
