@@ -157,3 +157,35 @@ def test_int8_decoder_generates_with_cache_near_fp32_and_keeps_the_tie(kind, tmp
     assert valid.any()
     # a log-softmax moves by at most twice the largest logit error
     assert (chosen - expected)[valid].abs().max() <= 2 * GEN_REL * reference.abs().max()
+
+
+def test_evaluate_scores_an_int8_translation_folder(tmp_path):
+    """`hftk evaluate translation` on an `hftk quantize` folder: BLEU of the int8 model's own beam-4 translations."""
+    import sacrebleu
+
+    from hftk.recipe import GenerationSection
+    from hftk.tasks.seq2seq import generate_texts
+    from tests.tasks.tiny_seq2seq import bible_rows, save_tiny_hftk, seq2seq_tokenizer
+
+    rows = bible_rows("validation", 8, shared=SHARED)
+    data = tmp_path / "validation.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tokenizer = seq2seq_tokenizer([r["translation"][k] for r in bible_rows("train", 64, shared=SHARED) for k in ("en", "es")])
+    out = quantize_folder(save_tiny_hftk(tmp_path / "fp32", tokenizer), tmp_path / "int8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    sets = [f"data.validation_file={data}", "data.source_lang=es", "data.target_lang=en", "data.max_seq_length=48",
+            "generation.max_new_tokens=8", "generation.num_beams=4", "generation.length_penalty=0.6"]
+    args = ["evaluate", "translation", "--model", str(out), "-o", str(tmp_path / "ev"), *sum((["--set", s] for s in sets), [])]
+    result = subprocess.run([sys.executable, "-m", "hftk", *args], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    records = [json.loads(line) for line in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
+    predictions, references = [r["prediction"] for r in records], [r["translation"]["en"] for r in rows]
+    assert [r["reference"] for r in records] == references
+    # the predictions are the int8 model's, decoded here in-process with the same settings
+    sources = tokenizer([r["translation"]["es"] for r in rows], max_length=48, truncation=True)["input_ids"]
+    settings = GenerationSection(max_new_tokens=8, num_beams=4, length_penalty=0.6)
+    assert predictions == generate_texts(load_quantized(out), tokenizer, sources, settings, batch_size=8)
+    assert metrics["eval_bleu"] == pytest.approx(sacrebleu.corpus_bleu(predictions, [references]).score)
+    assert metrics["eval_chrf"] == pytest.approx(sacrebleu.corpus_chrf(predictions, [references]).score)
+    assert 0 < metrics["eval_loss"] < 20 and metrics["eval_samples"] == 8
