@@ -35,7 +35,16 @@ def is_quantized_folder(path: str | Path) -> bool:
 
 
 def quantize_model(model: torch.nn.Module) -> torch.nn.Module:
-    """Dynamic int8 quantization of every Linear (in place on a copy's modules; returns the quantized model)."""
+    """Dynamic int8 quantization of every Linear (in place on a copy's modules; returns the quantized model).
+
+    A tied LM head (hftk_gpt, hftk_seq2seq) is quantized too: it is the largest
+    Linear, most of a decoding step. The input embedding stays the fp32 table (a lookup gains
+    nothing from int8 dynamic quantization), so the tie becomes two copies of one table made at
+    the same moment: the fp32 rows for lookups and their int8 packing for the projection, apart
+    by at most half a quantization step. They cannot drift, as the int8 model is inference-only;
+    keeping one tensor is not possible, as the quantized Linear packs its weight into fbgemm's
+    own layout. Both are in the saved state dict, so loading needs no re-tying.
+    """
     with warnings.catch_warnings():  # torch.ao.quantization's deprecation notices, once per call
         warnings.simplefilter("ignore")
         return torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear}, dtype=torch.qint8)

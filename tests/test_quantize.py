@@ -96,3 +96,96 @@ def test_bad_folders(tmp_path, tokenizer):
     with pytest.raises(HftkError, match="--overwrite"):
         quantize_folder(source, tmp_path / "busy")
     assert (tmp_path / "busy" / "keep.txt").is_file()
+
+
+# Decoders with a tied LM head. Stated tolerance: int8 logits within 4 % of the largest fp32 logit.
+# Each int8 matmul rounds its weights (per tensor, step max|w|/127) and its activations (per batch,
+# 7-bit range): under 1 % of the range each; the tiny models chain about ten of them and measured
+# 1.3-1.4 % (hftk_seq2seq, hftk_gpt); another random model of the same config differs by ~100 %.
+GEN_REL = 0.04
+
+
+def generative(kind: str, tmp_path: Path):
+    """A tiny random fp32 model (eval mode) and its `hftk quantize` copy."""
+    from hftk.models import HftkGptForCausalLM, HftkSeq2SeqForConditionalGeneration
+    from tests.models.tiny import build, tiny_gpt_config, tiny_seq2seq_config
+
+    if kind == "hftk_seq2seq":
+        fp32 = build(HftkSeq2SeqForConditionalGeneration, tiny_seq2seq_config(decoder_start_token_id=1))
+    else:
+        fp32 = build(HftkGptForCausalLM, tiny_gpt_config())
+    fp32.save_pretrained(tmp_path / "fp32")
+    return fp32, load_quantized(quantize_folder(tmp_path / "fp32", tmp_path / "int8"))
+
+
+def teacher_forced_logits(model, kind: str, prompt: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
+    """The logits of every generated position, from one forward over the whole generated sequence."""
+    with torch.no_grad():
+        if kind == "hftk_seq2seq":  # sequences = decoder start + generated tokens
+            return model(input_ids=prompt, decoder_input_ids=sequences[:, :-1], use_cache=False).logits
+        return model(input_ids=sequences[:, :-1], use_cache=False).logits[:, prompt.shape[1] - 1 :]
+
+
+@pytest.mark.parametrize("kind", ["hftk_seq2seq", "hftk_gpt"])
+def test_int8_decoder_generates_with_cache_near_fp32_and_keeps_the_tie(kind, tmp_path):
+    fp32, int8 = generative(kind, tmp_path)
+    # The tie: the input embedding stays fp32 and exact, the LM head is its int8 packing (half a step apart).
+    embedding = int8.get_input_embeddings().weight
+    assert isinstance(embedding, torch.nn.Parameter) and torch.equal(embedding, fp32.get_input_embeddings().weight)
+    head = int8.lm_head.weight()
+    assert head.dtype == torch.qint8 and (head.dequantize() - embedding).abs().max() <= head.q_scale() / 2 * 1.001
+    if kind == "hftk_seq2seq":  # shared source/target vocabulary: still one table
+        assert int8.model.encoder.get_input_embeddings().weight is int8.model.decoder.get_input_embeddings().weight
+    torch.manual_seed(1)
+    prompt = torch.randint(3, fp32.config.vocab_size, (2, 6))
+    mask = torch.ones_like(prompt)
+    settings = {"max_new_tokens": 6, "do_sample": False, "use_cache": True, "return_dict_in_generate": True, "pad_token_id": 0}
+
+    greedy = int8.generate(prompt, attention_mask=mask, num_beams=1, output_logits=True, **settings)
+    cached = torch.stack(greedy.logits, dim=1)  # the int8 logits decoding step by step from the KV cache
+    reference = teacher_forced_logits(fp32, kind, prompt, greedy.sequences)
+    assert cached.shape == reference.shape == (2, 6, fp32.config.vocab_size)
+    assert not torch.equal(cached, reference)  # really int8
+    assert (cached - reference).abs().max() <= GEN_REL * reference.abs().max()
+
+    beam = int8.generate(prompt, attention_mask=mask, num_beams=4, output_scores=True, **settings)
+    chosen = int8.compute_transition_scores(beam.sequences, beam.scores, beam.beam_indices)  # log p of each chosen token
+    generated = beam.sequences[:, -chosen.shape[1] :]
+    fp32_logp = teacher_forced_logits(fp32, kind, prompt, beam.sequences).log_softmax(-1)
+    expected = fp32_logp.gather(-1, generated.unsqueeze(-1)).squeeze(-1)
+    valid = beam.beam_indices[:, : chosen.shape[1]] >= 0  # steps after a beam ended are padding
+    assert valid.any()
+    # a log-softmax moves by at most twice the largest logit error
+    assert (chosen - expected)[valid].abs().max() <= 2 * GEN_REL * reference.abs().max()
+
+
+def test_evaluate_scores_an_int8_translation_folder(tmp_path):
+    """`hftk evaluate translation` on an `hftk quantize` folder: BLEU of the int8 model's own beam-4 translations."""
+    import sacrebleu
+
+    from hftk.recipe import GenerationSection
+    from hftk.tasks.seq2seq import generate_texts
+    from tests.tasks.tiny_seq2seq import bible_rows, save_tiny_hftk, seq2seq_tokenizer
+
+    rows = bible_rows("validation", 8, shared=SHARED)
+    data = tmp_path / "validation.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    tokenizer = seq2seq_tokenizer([r["translation"][k] for r in bible_rows("train", 64, shared=SHARED) for k in ("en", "es")])
+    out = quantize_folder(save_tiny_hftk(tmp_path / "fp32", tokenizer), tmp_path / "int8")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    sets = [f"data.validation_file={data}", "data.source_lang=es", "data.target_lang=en", "data.max_seq_length=48",
+            "generation.max_new_tokens=8", "generation.num_beams=4", "generation.length_penalty=0.6"]
+    args = ["evaluate", "translation", "--model", str(out), "-o", str(tmp_path / "ev"), *[arg for s in sets for arg in ("--set", s)]]
+    result = subprocess.run([sys.executable, "-m", "hftk", *args], capture_output=True, text=True, env=env, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
+    records = [json.loads(line) for line in (tmp_path / "ev" / "predictions.jsonl").read_text().splitlines()]
+    predictions, references = [r["prediction"] for r in records], [r["translation"]["en"] for r in rows]
+    assert [r["reference"] for r in records] == references
+    # the predictions are the int8 model's, decoded here in-process with the same settings
+    sources = tokenizer([r["translation"]["es"] for r in rows], max_length=48, truncation=True)["input_ids"]
+    settings = GenerationSection(max_new_tokens=8, num_beams=4, length_penalty=0.6)
+    assert predictions == generate_texts(load_quantized(out), tokenizer, sources, settings, batch_size=8)
+    assert metrics["eval_bleu"] == pytest.approx(sacrebleu.corpus_bleu(predictions, [references]).score)
+    assert metrics["eval_chrf"] == pytest.approx(sacrebleu.corpus_chrf(predictions, [references]).score)
+    assert 0 < metrics["eval_loss"] < 20 and metrics["eval_samples"] == 8

@@ -287,8 +287,10 @@ def build_head(recipe: FinetuneRecipe, task: TaskData, config) -> tuple[PreTrain
 
     if is_quantized_folder(recipe.model.name_or_path):  # `hftk quantize` output: int8, evaluation only
         model = load_quantized(recipe.model.name_or_path)
-        head = task.auto_model_class.removeprefix("AutoModel")
-        return model, [] if type(model).__name__.endswith(head) else [f"{head} head"]
+        # The class the task's Auto class builds for this config (an encoder-decoder's is ...ForConditionalGeneration)
+        mapping = getattr(transformers, task.auto_model_class)._model_mapping
+        fits = type(model.config) in mapping and mapping[type(model.config)] is type(model)
+        return model, [] if fits else [f"{task.auto_model_class.removeprefix('AutoModel')} head"]
     auto_class = getattr(transformers, task.auto_model_class)
     unknown = sorted(key for key in recipe.model.config if not hasattr(config, key))
     if unknown:

@@ -110,7 +110,8 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
         weight = self.lm_head.weight
         rows = hidden.numel() // hidden.shape[-1]
         if (
-            torch.compiler.is_compiling()
+            not isinstance(weight, torch.Tensor)  # a quantized Linear (`hftk quantize`): packed int8, its own kernel
+            or torch.compiler.is_compiling()
             or torch.is_grad_enabled()
             or rows > self._decode_max_rows
             or torch.is_autocast_enabled(hidden.device.type)
