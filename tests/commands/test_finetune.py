@@ -226,10 +226,18 @@ def assert_finished_folder(out: Path, keys: dict[str, tuple[float, float]], n_ev
 
 @pytest.mark.slow
 def test_ctrl_c_and_resume_matches_uninterrupted_run(hftk_bert, data, tmp_path):
-    """Ctrl-C writes a checkpoint and says how to go on; --resume then ends where an uninterrupted run does."""
+    """Ctrl-C writes a checkpoint and says how to go on; --resume then ends where an uninterrupted run does.
+
+    The model trains with dropout (the fixture's 0.1, hidden and attention): the resumed run must draw
+    the dropout masks the uninterrupted one draws. Best-model selection is on eval_loss, which the last
+    step improves: the shipped weights are then the ones trained after the resume, not the step-4 best.
+    """
     from safetensors.torch import load_file
 
-    sets = [*files(data, "cls"), "training.save_steps=3", "training.eval_steps=4"]  # 128 rows / 16 = 8 steps
+    config = json.loads((hftk_bert / "config.json").read_text())
+    assert config["hidden_dropout_prob"] == config["attention_probs_dropout_prob"] == 0.1
+    # 128 rows / 16 = 8 steps
+    sets = [*files(data, "cls"), "training.save_steps=3", "training.eval_steps=4", "training.metric_for_best_model=eval_loss"]
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     run_hftk(*finetune_args("classification", hftk_bert, reference, *sets), check=True)
 
@@ -251,6 +259,7 @@ def test_ctrl_c_and_resume_matches_uninterrupted_run(hftk_bert, data, tmp_path):
     first = json.loads((reference / "metrics.json").read_text())
     second = json.loads((resumed / "metrics.json").read_text())
     assert second["eval_accuracy"] == first["eval_accuracy"] and second["train_steps"] == first["train_steps"] == 8
+    assert second["best_step"] == first["best_step"] == 8  # the compared weights are the last step's, after the resume
     assert second["eval_loss"] == pytest.approx(first["eval_loss"], rel=1e-5)
     for metrics in (first, second):
         assert metrics["wall_time_seconds"] >= metrics["train_runtime_seconds"] > 0

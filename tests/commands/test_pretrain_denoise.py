@@ -24,7 +24,8 @@ def test_denoise_kill_and_resume_matches_uninterrupted_run(corpus, tmp_path):  #
 
     import hftk  # noqa: F401 (registers hftk_seq2seq; without it the folder needs trust_remote_code)
 
-    args = ("training.max_steps=8", "training.save_steps=4")
+    # Dropout on (the recipe has none): the resumed run must draw the dropout masks the uninterrupted one draws.
+    args = ("training.max_steps=8", "training.save_steps=4", "model.config.hidden_dropout_prob=0.1", "model.config.attention_probs_dropout_prob=0.1")
     reference, resumed = tmp_path / "reference", tmp_path / "resumed"
     run_hftk(*denoise_args(corpus, reference, *args), check=True)
     killed = run_hftk(*denoise_args(corpus, resumed, *args), env={"HFTK_FAULT": "step:6"})

@@ -10,7 +10,9 @@ from safetensors.torch import load_file
 
 from tests.commands.test_pretrain import TINY, corpus, run_hftk  # noqa: F401  (corpus is a fixture)
 
-ARGS = ("training.max_steps=8", "training.save_steps=4", "training.eval_steps=4", "training.max_time_minutes=30")
+# Dropout on (the recipe has none): the resumed run must draw the dropout masks the uninterrupted one draws.
+ARGS = ("training.max_steps=8", "training.save_steps=4", "training.eval_steps=4", "training.max_time_minutes=30",
+        "model.config.hidden_dropout_prob=0.1", "model.config.attention_probs_dropout_prob=0.1")
 
 
 def electra_args(corpus, out, *extra: str) -> list[str]:

@@ -1,8 +1,9 @@
 """`hftk distill` stopped by Ctrl-C and resumed equals an uninterrupted run (student and hidden-state projection restored).
 
-The student has no dropout: with dropout, in-process runs resumed here differed by ~1e-4 after
-the resumed step (the dropout RNG stream after resume; open, see the branch report), which
-would hide what this test checks, the weights and the projection coming back.
+The student trains with dropout (0.1, hidden and attention): the resumed run must also draw the
+dropout masks the uninterrupted one draws. The resume is mid-epoch (step 4 of 6 batches), where the
+fresh loader iterator's seed draw used to shift the global RNG; the shared loop (hftk.training.loop)
+puts the checkpoint's RNG state back after it (without that, this test fails: classifier.weight).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def test_interrupted_distillation_resumes_to_the_uninterrupted_weights(tmp_path,
     sets = [
         f"teacher.name_or_path={tmp_path / 'teacher'}", "student.layers=null", "student.config.hidden_size=16",
         "student.config.num_hidden_layers=1", "student.config.num_attention_heads=2", "student.config.intermediate_size=32",
-        "student.config.max_position_embeddings=64", "student.config.hidden_dropout_prob=0.0", "student.config.attention_probs_dropout_prob=0.0", "distill.hidden_weight=1.0", f"data.train_file={train}",
+        "student.config.max_position_embeddings=64", "student.config.hidden_dropout_prob=0.1", "student.config.attention_probs_dropout_prob=0.1", "distill.hidden_weight=1.0", f"data.train_file={train}",
         f"data.validation_file={train}", "data.max_seq_length=64", "training.num_train_epochs=null", "training.max_steps=5",
         "training.per_device_train_batch_size=8", "training.eval_steps=1000", "training.save_steps=2", "training.report_to=[]",
         "training.num_threads=1", "training.learning_rate=1e-3",
