@@ -39,6 +39,13 @@ class ModelSection(Section):
     attn_implementation: Literal["sdpa", "eager"] = "sdpa"
 
 
+class FinetuneModelSection(ModelSection):
+    reinit_top_layers: int = Field(
+        0, ge=0, description="re-initialise the body's top N blocks before fine-tuning (Zhang et al., 2021: "
+        "helps a briefly pretrained encoder when labels are few); 0: keep every pretrained block"
+    )
+
+
 class TokenizerSection(Section):
     name_or_path: str | None = Field(None, description="reuse this tokenizer instead of training one")
     kind: Literal["wordpiece", "bpe", "seq2seq"] | None = Field(None, description="default: wordpiece for mlm, bpe for clm, seq2seq for denoise")
@@ -316,7 +323,7 @@ class FinetuneRecipe(Section):
     """`hftk finetune TASK`: a model to start from, task data, training, LoRA and output."""
 
     task: Literal["glue", "classification", "qa", "ner", "generation", "translation", "summarization"]
-    model: ModelSection = Field(default_factory=ModelSection)
+    model: FinetuneModelSection = Field(default_factory=FinetuneModelSection)
     data: FinetuneDataSection = Field(default_factory=FinetuneDataSection)
     training: FinetuneTrainingSection = Field(
         default_factory=lambda: FinetuneTrainingSection(warmup_ratio=0.1, max_grad_norm=1.0, num_train_epochs=3)

@@ -35,6 +35,7 @@ from hftk.run_outputs import (
     removes_new_output_dir_on_error,
     write_model_folder,
 )
+from hftk.training.reinit import check_reinit, reinit_top_layers
 from hftk.training.distributed import (
     check_fsdp_wrappable,
     check_same_recipe,
@@ -465,6 +466,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         raise HftkError("LoRA (lora.r > 0) under FSDP is not supported: fine-tune LoRA without the FSDP config")
     tokenizer, config = load_model_and_tokenizer(recipe)
     check_task_fits_model(recipe, config, tokenizer)
+    check_reinit(config, recipe.model.reinit_top_layers)
     derived = resolve_sequence_lengths(recipe, config, tokenizer)
     if derived:
         accelerator.print(f"derived from the model: {derived}")
@@ -493,6 +495,9 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
     set_seed(training.seed)
     model, new_modules = build_head(recipe, task, config)
+    if recipe.model.reinit_top_layers and not evaluate_only:
+        redrawn = reinit_top_layers(model, recipe.model.reinit_top_layers)
+        accelerator.print(f"re-initialised before fine-tuning (model.reinit_top_layers): {', '.join(redrawn)}")
     if evaluate_only and new_modules:
         raise HftkError(
             f"the model at {recipe.model.name_or_path} has no trained {recipe.task} head "

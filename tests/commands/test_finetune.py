@@ -326,6 +326,27 @@ def test_group_by_length_finetunes(hftk_bert, data, tmp_path):
     assert "group_by_length: true" in (out / "recipe.yaml").read_text()
 
 
+def test_reinit_top_layers_redraws_only_the_top_block(hftk_bert, data, tmp_path):
+    """`model.reinit_top_layers=1`: the run says which block it re-drew; with LR 0 the saved top block is
+    the fresh draw (not the checkpoint's) and every other body weight is the checkpoint's."""
+    from safetensors.torch import load_file
+
+    out = tmp_path / "reinit"
+    sets = [s for s in FAST if not s.startswith("training.learning_rate")]
+    result = run_hftk(*finetune_args("classification", hftk_bert, out, *files(data, "cls")), "--set", "model.reinit_top_layers=1",
+                      "--set", "training.learning_rate=1e-30", "--set", "training.max_steps=1", check=True)
+    assert "re-initialised before fine-tuning (model.reinit_top_layers): model.encoder.layers.1" in result.stdout + result.stderr
+    before, after = load_file(hftk_bert / "model.safetensors"), load_file(out / "model.safetensors")
+    body = [k for k in before if k.startswith("model.encoder.")]
+    assert any(".layers.1." in k for k in body) and any(".layers.0." in k for k in body)
+    for key in body:
+        same = torch.allclose(before[key], after[key], rtol=0, atol=1e-12)  # LR 1e-30 still moves a zero bias by ~1e-30
+        if ".layers.1." in key and before[key].ndim == 2:
+            assert not same, key  # a re-drawn matrix
+        elif ".layers.1." not in key:
+            assert same, key
+
+
 @pytest.mark.parametrize("glue_task", ["mrpc", "stsb"])
 def test_glue_hftk(hftk_bert, data, tmp_path, glue_task):
     from transformers import AutoModelForSequenceClassification
@@ -612,6 +633,7 @@ def more_bad_input_cases(cases: dict, folder, ft, hftk_bert: Path, data: dict[st
     cases["push_invalid_repo_id"] = (ft("push_invalid_repo_id", "classification", hftk_bert, *cls) + ["--hub-model-id", "alice/x y"], ["invalid repo id"])
     cases["classifier_pooling_unknown"] = (ft("classifier_pooling_unknown", "classification", hftk_bert, *cls, "model.config.classifier_pooling=foo"), ["classifier_pooling", "foo"])
     cases["fp16_on_cpu"] = (ft("fp16_on_cpu", "classification", hftk_bert, *cls, "training.mixed_precision=fp16"), ["fp16", "bf16"])
+    cases["reinit_more_layers_than_the_model"] = (ft("reinit_more_layers_than_the_model", "classification", hftk_bert, *cls, "model.reinit_top_layers=99"), ["reinit_top_layers=99", "at most"])
     qa = [f"data.train_file={data['qa_train']}", f"data.validation_file={data['qa_eval']}"]
     cases["max_seq_length_above_positions"] = (ft("max_seq_length_above_positions", "qa", hftk_bert, *qa, "data.max_seq_length=512"), ["512", "at most 256"])
     cases["qa_window_too_short"] = (ft("qa_window_too_short", "qa", hftk_bert, *qa), ["max_seq_length (64)", "raise data.max_seq_length", "256"])
@@ -704,6 +726,8 @@ BAD_INPUTS = [
     "translation_missing_language", "translation_same_language", "summarization_missing_columns",
     "translation_encoder_only_model", "translation_decoder_only_model", "translation_beam_size_0",
     "translation_max_new_tokens_0", "translation_max_new_tokens_above_positions", "label_smoothing_on_classification",
+    # issue 16: fine-tuning options
+    "reinit_more_layers_than_the_model",
 ]
 
 
