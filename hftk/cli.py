@@ -358,17 +358,26 @@ def push(
     typer.echo(f"Pushed to {url}")
 
 
+def close_progress_bars() -> None:
+    """End the line of any progress bar an error left open, so that the error is a line of its own."""
+    tqdm = sys.modules.get("tqdm")  # imported only if some work started
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", None) or ()):
+        bar.close()
+
+
 def main() -> None:
     """Console entry point: one-line errors, non-zero exit, no traceback unless --debug."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     try:
         app()
     except TrainingInterrupted as interrupt:  # Ctrl-C in training: where it stopped and how to go on
+        close_progress_bars()
         typer.echo(str(interrupt), err=True)
         sys.exit(130)
     except HftkError as error:
         if DEBUG["enabled"]:
             raise
+        close_progress_bars()
         typer.echo(f"error: {error}", err=True)
         sys.exit(2)
     except SystemExit as exit_:  # Typer turns Ctrl-C outside training into a silent exit 130

@@ -109,10 +109,19 @@ class TrainingSection(Section):
     )
     torch_compile: bool = Field(False, description="compile the model's forward with torch.compile (first steps slower)")
     early_stopping_patience: int | None = Field(None, ge=1)
-    metric_for_best_model: str | None = None
+    metric_for_best_model: str | None = Field(
+        None, description='the evaluation metric that picks the best checkpoint, e.g. accuracy or eval_f1 ("eval_" is added as in '
+        "transformers' Trainer); null: the task's main metric"
+    )
     greater_is_better: bool | None = None
 
     _lists = field_validator("report_to", mode="before")(_as_list)
+
+    @field_validator("metric_for_best_model")
+    @classmethod
+    def _eval_prefix(cls, value: str | None) -> str | None:
+        """`accuracy` means `eval_accuracy`, as in transformers' Trainer (the keys evaluation logs are prefixed)."""
+        return value if value is None or value.startswith("eval_") else f"eval_{value}"
 
     @field_validator("lr_scheduler_type")
     @classmethod

@@ -52,3 +52,11 @@ def test_finetune_recipe_requires_a_known_task():
     assert load_recipe(FinetuneRecipe, None, ["task=qa"]).training.learning_rate is None  # by model, at run time
     with pytest.raises(HftkError, match="task"):
         load_recipe(FinetuneRecipe, None, ["task=translate"])
+
+
+def test_metric_for_best_model_takes_the_trainer_spelling():
+    """`accuracy` and `eval_accuracy` name the same metric, as in transformers' Trainer."""
+    for given in ("accuracy", "eval_accuracy"):
+        recipe = load_recipe(FinetuneRecipe, None, ["task=classification", f"training.metric_for_best_model={given}"])
+        assert recipe.training.metric_for_best_model == "eval_accuracy"
+    assert load_recipe(FinetuneRecipe, None, ["task=classification"]).training.metric_for_best_model is None

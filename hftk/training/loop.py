@@ -243,8 +243,11 @@ def _train(
         accelerator.log(metrics, step=state.step)
         bar.write(" ".join(f"{k}={v:.4g}" for k, v in record.items()))
         key = training.metric_for_best_model
-        if key is None or key not in metrics:
+        if key is None:
             return False
+        if key not in metrics:  # at the first evaluation: a name that can never pick a checkpoint is a mistake
+            known = ", ".join(k for k in metrics if k.startswith("eval_"))
+            raise HftkError(f"training.metric_for_best_model={key} is not an evaluation metric of this run; use one of: {known}")
         greater = training.greater_is_better if training.greater_is_better is not None else "loss" not in key
         value = metrics[key]
         improved = state.best_metric is None or (value > state.best_metric if greater else value < state.best_metric)

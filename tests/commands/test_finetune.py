@@ -633,6 +633,7 @@ def more_bad_input_cases(cases: dict, folder, ft, hftk_bert: Path, data: dict[st
     cases["push_invalid_repo_id"] = (ft("push_invalid_repo_id", "classification", hftk_bert, *cls) + ["--hub-model-id", "alice/x y"], ["invalid repo id"])
     cases["classifier_pooling_unknown"] = (ft("classifier_pooling_unknown", "classification", hftk_bert, *cls, "model.config.classifier_pooling=foo"), ["classifier_pooling", "foo"])
     cases["fp16_on_cpu"] = (ft("fp16_on_cpu", "classification", hftk_bert, *cls, "training.mixed_precision=fp16"), ["fp16", "bf16"])
+    cases["metric_for_best_model_unknown"] = (ft("metric_for_best_model_unknown", "classification", hftk_bert, *cls, "training.eval_steps=1", "training.metric_for_best_model=acuracy"), ["metric_for_best_model=eval_acuracy", "eval_accuracy"])
     cases["reinit_more_layers_than_the_model"] = (ft("reinit_more_layers_than_the_model", "classification", hftk_bert, *cls, "model.reinit_top_layers=99"), ["reinit_top_layers=99", "at most"])
     qa = [f"data.train_file={data['qa_train']}", f"data.validation_file={data['qa_eval']}"]
     cases["max_seq_length_above_positions"] = (ft("max_seq_length_above_positions", "qa", hftk_bert, *qa, "data.max_seq_length=512"), ["512", "at most 256"])
@@ -727,7 +728,7 @@ BAD_INPUTS = [
     "translation_encoder_only_model", "translation_decoder_only_model", "translation_beam_size_0",
     "translation_max_new_tokens_0", "translation_max_new_tokens_above_positions", "label_smoothing_on_classification",
     # issue 16: fine-tuning options
-    "reinit_more_layers_than_the_model",
+    "reinit_more_layers_than_the_model", "metric_for_best_model_unknown",
 ]
 
 
