@@ -42,7 +42,7 @@ def linear_bytes(model: torch.nn.Module) -> int:
         if isinstance(module, torch.nn.Linear):
             total += module.weight.numel() * module.weight.element_size()
         elif "quantized" in type(module).__module__ and hasattr(module, "weight") and callable(module.weight):
-            total += module.weight().numel()  # int8: one byte per weight (+ a per-tensor scale)
+            total += module.weight().numel()  # int8: one byte per weight (+ its scales)
     return total
 
 

@@ -68,6 +68,32 @@ def test_int8_outputs_near_fp32_and_load_back(kind, tokenizer, tmp_path):
     assert (ref - got).abs().max() <= ABS + REL * ref.abs().max()
 
 
+def test_weights_get_a_scale_per_channel_and_older_per_tensor_folders_still_load(tokenizer, tmp_path):
+    """The default scheme is recorded; a folder written before it (no `weight_scheme`: per tensor) loads as it was saved."""
+    from transformers import AutoModelForSequenceClassification
+
+    from hftk.quantize import quantize_model
+
+    source = saved("hftk_bert", tokenizer, tmp_path / "fp32")
+    out = quantize_folder(source, tmp_path / "int8")
+    assert json.loads((out / "quantization.json").read_text())["weight_scheme"] == "per_channel"
+    linear = next(m for m in load_quantized(out).modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__)
+    assert linear.weight().qscheme() == torch.per_channel_affine and linear.weight().q_per_channel_scales().numel() > 1
+    # An older folder: per-tensor weights, no weight_scheme in its marker.
+    fp32 = AutoModelForSequenceClassification.from_pretrained(source).eval()
+    torch.save(quantize_model(fp32, "per_tensor").state_dict(), out / "model_int8.pt")
+    marker = json.loads((out / "quantization.json").read_text())
+    del marker["weight_scheme"]
+    (out / "quantization.json").write_text(json.dumps(marker))
+    old = load_quantized(out)
+    linear = next(m for m in old.modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__)
+    assert linear.weight().qscheme() == torch.per_tensor_affine
+    batch = tokenizer(["A fine cup of coffee."], return_tensors="pt")
+    with torch.no_grad():
+        ref, got = fp32(**batch).logits, old(**batch).logits
+    assert (ref - got).abs().max() <= ABS + REL * ref.abs().max()
+
+
 def test_evaluate_scores_the_int8_folder(tokenizer, tmp_path):
     rows = [json.loads(line) for line in open(SHARED / "data" / "classification" / "fine_foods" / "test.jsonl")][:40]
     data = tmp_path / "eval.jsonl"
@@ -129,11 +155,12 @@ def teacher_forced_logits(model, kind: str, prompt: torch.Tensor, sequences: tor
 @pytest.mark.parametrize("kind", ["hftk_seq2seq", "hftk_gpt"])
 def test_int8_decoder_generates_with_cache_near_fp32_and_keeps_the_tie(kind, tmp_path):
     fp32, int8 = generative(kind, tmp_path)
-    # The tie: the input embedding stays fp32 and exact, the LM head is its int8 packing (half a step apart).
+    # The tie: the input embedding stays fp32 and exact, the LM head is its int8 packing (half a step of its row apart).
     embedding = int8.get_input_embeddings().weight
     assert isinstance(embedding, torch.nn.Parameter) and torch.equal(embedding, fp32.get_input_embeddings().weight)
     head = int8.lm_head.weight()
-    assert head.dtype == torch.qint8 and (head.dequantize() - embedding).abs().max() <= head.q_scale() / 2 * 1.001
+    scales = head.q_per_channel_scales().to(embedding.dtype)  # one per vocabulary row
+    assert head.dtype == torch.qint8 and bool(((head.dequantize() - embedding).abs().amax(dim=1) <= scales / 2 * 1.001).all())
     if kind == "hftk_seq2seq":  # shared source/target vocabulary: still one table
         assert int8.model.encoder.get_input_embeddings().weight is int8.model.decoder.get_input_embeddings().weight
     torch.manual_seed(1)
