@@ -106,7 +106,14 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
         self.post_init()
 
     def _project(self, hidden: torch.Tensor) -> torch.Tensor:
-        """`self.lm_head(hidden)`, through the transposed weight when decoding a few rows."""
+        """`self.lm_head(hidden)`, laid out for the few rows of a decoding step.
+
+        `F.linear` on a handful of rows runs a GEMM with a tiny M over the (vocab, hidden)
+        weight, several times slower than the memory-bound product it is on CPU. One row (greedy,
+        batch 1) multiplies by a cached transposed copy (a GEMV); 2-16 rows (beams, small
+        batches) compute weight @ hidden.T, a GEMM with the vocabulary as M: 2-4x faster than
+        either layout at 2-16 rows on this CPU (benchmarks/PROFILE.md, "Decoding").
+        """
         weight = self.lm_head.weight
         rows = hidden.numel() // hidden.shape[-1]
         if (
@@ -118,6 +125,10 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
             or hidden.dtype != weight.dtype
         ):
             return self.lm_head(hidden)
+        if rows > 1:
+            flat = hidden.reshape(rows, hidden.shape[-1])
+            logits = (weight @ flat.t()).t().contiguous().view(*hidden.shape[:-1], weight.shape[0])
+            return logits + self.lm_head.bias if self.lm_head.bias is not None else logits
         key = (weight.data_ptr(), weight._version, weight.dtype, weight.device)
         if self._decode_weight_key != key:
             self._decode_weight = weight.detach().t().contiguous()

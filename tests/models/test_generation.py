@@ -74,16 +74,22 @@ def test_batched_left_padded_generation_equals_one_by_one(position, implementati
 
 
 def test_decoding_projection_equals_lm_head_and_follows_weight_updates():
-    """The transposed-weight copy used when decoding must never serve stale weights."""
+    """Both decoding layouts equal `lm_head`: one row through the cached transposed copy (which must
+    never serve stale weights), a few rows (beams, small batches) as weight @ hidden.T."""
     model = build(HftkGptForCausalLM, tiny_gpt_config())  # tied: lm_head.weight is the embedding
-    hidden = torch.randn(3, 1, 32)
+    one, few = torch.randn(1, 1, 32), torch.randn(3, 2, 32)
+
+    def check() -> None:
+        for hidden in (one, few):
+            torch.testing.assert_close(model._project(hidden), model.lm_head(hidden), atol=1e-5, rtol=1e-5)
+
     with torch.no_grad():
-        torch.testing.assert_close(model._project(hidden), model.lm_head(hidden), atol=1e-5, rtol=1e-5)
+        check()
         assert model._decode_weight is not None
         model.lm_head.weight.mul_(2.0)  # in place, as an optimizer step updates it
-        torch.testing.assert_close(model._project(hidden), model.lm_head(hidden), atol=1e-5, rtol=1e-5)
+        check()
         model.load_state_dict(build(HftkGptForCausalLM, tiny_gpt_config(), seed=5).state_dict())
-        torch.testing.assert_close(model._project(hidden), model.lm_head(hidden), atol=1e-5, rtol=1e-5)
+        check()
     # A real training step, then decoding again.
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=0.1)
@@ -93,7 +99,7 @@ def test_decoding_projection_equals_lm_head_and_follows_weight_updates():
     model.eval()
     model.generation_config.eos_token_id = None  # decode all 6 tokens
     with torch.no_grad():
-        torch.testing.assert_close(model._project(hidden), model.lm_head(hidden), atol=1e-5, rtol=1e-5)
+        check()
         prompt = torch.tensor([[5, 17, 33]])
         assert model.generate(prompt, max_new_tokens=6, do_sample=False).tolist() == greedy_by_hand(model, prompt, 6).tolist()
     # Many rows (a full forward) take the ordinary path.
