@@ -35,7 +35,6 @@ from hftk.run_outputs import (
     removes_new_output_dir_on_error,
     write_model_folder,
 )
-from hftk.training.reinit import check_reinit, reinit_top_layers
 from hftk.training.distributed import (
     check_fsdp_wrappable,
     check_same_recipe,
@@ -48,6 +47,7 @@ from hftk.tasks import TaskData, get_task
 from hftk.tasks.generation import decode_generated, prepare_generation_inputs
 from hftk.tasks.seq2seq import SEQ2SEQ_TASKS, check_generation_fits, generate_texts, label_smoothed_loss, require_seq2seq_model
 from hftk.training.loop import TrainingHooks, train
+from hftk.training.reinit import check_reinit, reinit_top_layers
 
 
 def model_labels(config) -> list[str]:
