@@ -18,18 +18,12 @@ import torch
 from transformers import PreTrainedModel
 
 from hftk.errors import HftkError
+from hftk.training.reinit import layer_list_name as find_layer_list
 
 
 def layer_list_name(model: torch.nn.Module) -> str:
     """Dotted name of the ModuleList holding the transformer blocks."""
-    count = model.config.num_hidden_layers
-    names = [name for name, module in model.named_modules() if isinstance(module, torch.nn.ModuleList) and len(module) == count]
-    if len(names) != 1:
-        raise HftkError(
-            f"cannot find the {count} transformer blocks of {type(model).__name__} to select layers from "
-            f"(found {len(names)} candidate lists); use student.name_or_path or student.config instead"
-        )
-    return names[0]
+    return find_layer_list(model, "use student.name_or_path or student.config instead")
 
 
 def select_layers(teacher: PreTrainedModel, layers: list[int]) -> PreTrainedModel:

@@ -8,22 +8,24 @@ labels are few. transformers has no switch for it (its `_init_weights` skips eve
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from transformers import PreTrainedModel
 
 from hftk.errors import HftkError
 
 
-def layer_stack(model: PreTrainedModel) -> nn.ModuleList:
-    """The body's list of blocks: the one `nn.ModuleList` with `num_hidden_layers` entries."""
-    depth = model.config.num_hidden_layers
-    stacks = [module for module in model.base_model.modules() if isinstance(module, nn.ModuleList) and len(module) == depth]
-    if len(stacks) != 1:
+def layer_list_name(model: torch.nn.Module, use_instead: str) -> str:
+    """Dotted name of the body's blocks: the one `nn.ModuleList` of `num_hidden_layers` entries
+    (hftk's `layers`, BERT's `encoder.layer`). `use_instead` ends the error when there is none."""
+    count = model.config.num_hidden_layers
+    names = [name for name, module in model.named_modules() if isinstance(module, nn.ModuleList) and len(module) == count]
+    if len(names) != 1:
         raise HftkError(
-            f"model.reinit_top_layers: found {len(stacks)} stacks of {depth} blocks in {type(model).__name__}; "
-            "it supports models with one stack (encoders, decoders)"
+            f"cannot find the {count} transformer blocks of {type(model).__name__} "
+            f"(found {len(names)} candidate lists); {use_instead}"
         )
-    return stacks[0]
+    return names[0]
 
 
 def check_reinit(config, count: int) -> None:
@@ -35,7 +37,7 @@ def check_reinit(config, count: int) -> None:
 
 def reinit_top_layers(model: PreTrainedModel, count: int) -> list[str]:
     """Draw the top `count` blocks afresh with the model's own initialisation; return their names."""
-    blocks = layer_stack(model)
+    blocks = model.get_submodule(layer_list_name(model, "model.reinit_top_layers supports models with one stack of blocks"))
     names = {id(module): name for name, module in model.named_modules()}
     chosen = list(blocks)[len(blocks) - count:]
     for block in chosen:
