@@ -19,6 +19,7 @@ from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
 from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast
+from transformers.utils import ModelOutput
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
 from transformers.utils import TransformersKwargs
@@ -638,6 +639,21 @@ def linear_cross_entropy(
     if chunk_rows is None:
         chunk_rows = max(64, 2**25 // weight.shape[0])  # about 32M logits (128 MB in float32) per chunk
     return _LinearCrossEntropy.apply(hidden, weight, bias, labels, denominator, chunk_rows)
+
+
+def take_cache(past_key_values: Cache | None, kwargs: dict) -> Cache | None:
+    """The KV cache a caller passed, as `past_key_values` or as `cache` (the name from transformers 5.24 on).
+
+    generate() in 5.24+ passes `cache=`; the signatures keep `past_key_values`, the name earlier
+    releases pass and their common model tests look for.
+    """
+    cache = kwargs.pop("cache", None)
+    return past_key_values if past_key_values is not None else cache
+
+
+def output_cache(output: ModelOutput) -> Cache | None:
+    """The KV cache an output carries, under either name (5.24+ warns on reading `.past_key_values`)."""
+    return output.get("cache", output.get("past_key_values"))
 
 
 def use_fused_lm_loss(model: PreTrainedModel, labels: torch.Tensor | None) -> bool:

@@ -25,7 +25,9 @@ from .modeling_hftk import (
     HftkTransformer,
     classifier_dropout,
     linear_cross_entropy,
+    output_cache,
     sequence_classification_loss,
+    take_cache,
     use_fused_lm_loss,
 )
 
@@ -68,6 +70,7 @@ class HftkGptModel(HftkGptPreTrainedModel):
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
         kwargs.pop("token_type_ids", None)
+        past_key_values = take_cache(past_key_values, kwargs)
         return self.decoder(
             input_ids,
             attention_mask,
@@ -160,6 +163,7 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
         # parameter would make Trainer count it among the label columns (any name with "label")
         # and, missing from the batch, evaluate without a loss.
         shift_labels = kwargs.pop("shift_labels", None)
+        past_key_values = take_cache(past_key_values, kwargs)
         out = self.model(
             input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache=use_cache, **kwargs
         )
@@ -171,7 +175,7 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
             shifted = shift_labels if shift_labels is not None else F.pad(labels, (0, 1), value=-100)[..., 1:]
             loss = linear_cross_entropy(hidden, self.lm_head.weight, self.lm_head.bias, shifted, num_items_in_batch)
             return CausalLMOutputWithPast(
-                loss=loss, past_key_values=out.past_key_values, hidden_states=out.hidden_states, attentions=out.attentions
+                loss=loss, past_key_values=output_cache(out), hidden_states=out.hidden_states, attentions=out.attentions
             )
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
             hidden = hidden[:, -logits_to_keep:]
@@ -190,7 +194,7 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=out.past_key_values,
+            past_key_values=output_cache(out),
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )
@@ -218,7 +222,7 @@ class HftkGptForSequenceClassification(HftkGptPreTrainedModel):
         **kwargs: Unpack[TransformersKwargs],
     ) -> SequenceClassifierOutputWithPast:
         kwargs.pop("num_items_in_batch", None)
-        kwargs.pop("past_key_values", None)
+        kwargs.pop("past_key_values", None), kwargs.pop("cache", None)
         out = self.model(input_ids, attention_mask, position_ids, inputs_embeds=inputs_embeds, use_cache=False, **kwargs)
         hidden = out.last_hidden_state
         batch, length = hidden.shape[:2]

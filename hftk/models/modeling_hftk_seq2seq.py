@@ -42,6 +42,8 @@ from .modeling_hftk import (
     SelfAttention,
     linear_cross_entropy,
     make_norm,
+    output_cache,
+    take_cache,
     use_fused_lm_loss,
 )
 
@@ -257,6 +259,7 @@ class HftkSeq2SeqModel(HftkSeq2SeqPreTrainedModel):
         use_cache: bool | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqModelOutput:
+        past_key_values = take_cache(past_key_values, kwargs)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("Pass decoder_input_ids (or decoder_inputs_embeds), or input_ids to shift right")
@@ -284,7 +287,7 @@ class HftkSeq2SeqModel(HftkSeq2SeqPreTrainedModel):
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
-            past_key_values=decoder_outputs.past_key_values,
+            past_key_values=output_cache(decoder_outputs),
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
@@ -358,6 +361,7 @@ class HftkSeq2SeqForConditionalGeneration(HftkSeq2SeqPreTrainedModel, Generation
         num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
+        past_key_values = take_cache(past_key_values, kwargs)
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -390,7 +394,7 @@ class HftkSeq2SeqForConditionalGeneration(HftkSeq2SeqPreTrainedModel, Generation
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=out.past_key_values,
+            past_key_values=output_cache(out),
             decoder_hidden_states=out.decoder_hidden_states,
             decoder_attentions=out.decoder_attentions,
             cross_attentions=out.cross_attentions,

@@ -43,7 +43,8 @@ def test_cached_greedy_generation_equals_full_recomputation(position, implementa
     assert len(set(cached[0, 5:].tolist())) > 1  # not a degenerate constant continuation
 
 
-def test_cached_step_logits_equal_full_forward_logits():
+@pytest.mark.parametrize("cache_name", ["past_key_values", "cache"])  # "cache": generate() from transformers 5.24 on
+def test_cached_step_logits_equal_full_forward_logits(cache_name):
     model = decoder("rope")
     ids = torch.randint(3, 97, (2, 11))
     with torch.no_grad():
@@ -52,7 +53,7 @@ def test_cached_step_logits_equal_full_forward_logits():
         cache = first.past_key_values
         steps = [first.logits]
         for t in range(6, 11):
-            out = model(ids[:, t : t + 1], past_key_values=cache, use_cache=True)
+            out = model(ids[:, t : t + 1], use_cache=True, **{cache_name: cache})
             cache = out.past_key_values
             steps.append(out.logits)
     assert cache.get_seq_length() == 11

@@ -162,6 +162,23 @@ def test_cached_generation_equals_uncached_and_cross_attention_is_computed_once(
     assert torch.equal(cached, by_hand)
 
 
+@pytest.mark.parametrize("cache_name", ["past_key_values", "cache"])  # "cache": generate() from transformers 5.24 on
+def test_cached_decoder_steps_equal_the_full_forward(cache_name):
+    model = build(HftkSeq2SeqForConditionalGeneration, tiny_seq2seq_config(initializer_range=0.2))
+    target = torch.randint(5, 90, (2, 7))
+    source = dict(input_ids=SOURCE, attention_mask=SOURCE_MASK)
+    with torch.no_grad():
+        full = model(**source, decoder_input_ids=target).logits
+        first = model(**source, decoder_input_ids=target[:, :3], use_cache=True)
+        cache, steps = first.past_key_values, [first.logits]
+        for t in range(3, 7):
+            out = model(**source, decoder_input_ids=target[:, t : t + 1], use_cache=True, **{cache_name: cache})
+            cache = out.past_key_values
+            steps.append(out.logits)
+    assert cache.self_attention_cache.get_seq_length() == 7
+    torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)
+
+
 def test_sampling_is_reproducible_by_seed_and_differs_between_seeds():
     model = build(HftkSeq2SeqForConditionalGeneration, tiny_seq2seq_config(initializer_range=0.2))
     settings = dict(attention_mask=SOURCE_MASK, max_new_tokens=12, min_new_tokens=12, do_sample=True, top_k=0)
