@@ -6,6 +6,7 @@ it) next to the weights, so it may import only torch/transformers and nothing el
 Shapes: B batch, T query length, S key length (T + cached tokens), H heads, D head size.
 """
 
+import inspect
 import math
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -492,13 +493,7 @@ class HftkTransformer(nn.Module):
             x = self.embeddings_project(x)
         rotary = self.rotary(position_ids, torch.float32) if self.rotary is not None else None
         if self.is_causal:
-            mask = create_causal_mask(
-                config=self.config,
-                inputs_embeds=x,
-                attention_mask=attention_mask,
-                past_key_values=past_key_values,
-                position_ids=position_ids,
-            )
+            mask = causal_mask(self.config, x, attention_mask, past_key_values, position_ids)
         else:
             mask = create_bidirectional_mask(config=self.config, inputs_embeds=x, attention_mask=attention_mask)
 
@@ -506,7 +501,7 @@ class HftkTransformer(nn.Module):
             x = block(x, attention_mask=mask, rotary=rotary, past_key_values=past_key_values, **kwargs)
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return BaseModelOutputWithPast(last_hidden_state=x, past_key_values=past_key_values)
+        return BaseModelOutputWithPast(last_hidden_state=x, **cache_field(past_key_values))
 
 
 class LMPredictionHead(nn.Module):
@@ -641,11 +636,34 @@ def linear_cross_entropy(
     return _LinearCrossEntropy.apply(hidden, weight, bias, labels, denominator, chunk_rows)
 
 
-def take_cache(past_key_values: Cache | None, kwargs: dict) -> Cache | None:
-    """The KV cache a caller passed, as `past_key_values` or as `cache` (the name from transformers 5.24 on).
+# transformers 5.24 renamed the KV cache `past_key_values` -> `cache` in create_causal_mask, the model
+# outputs and the kwargs generate() passes; the old names still work there, with a deprecation
+# warning. hftk runs on both sides of the rename, so it names the cache as the installed release does.
+_MASK_CACHE_ARG = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
+_OUTPUT_CACHE_FIELD = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
 
-    generate() in 5.24+ passes `cache=`; the signatures keep `past_key_values`, the name earlier
-    releases pass and their common model tests look for.
+
+def causal_mask(
+    config: HftkConfig, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None,
+    cache: Cache | None, position_ids: torch.Tensor,
+) -> torch.Tensor | None:
+    """transformers' `create_causal_mask`, given the cache under the installed release's name for it."""
+    return create_causal_mask(
+        config=config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
+        **{_MASK_CACHE_ARG: cache},
+    )
+
+
+def cache_field(cache: Cache | None) -> dict[str, Cache | None]:
+    """The keyword a model output takes its cache under: `**cache_field(cache)`."""
+    return {_OUTPUT_CACHE_FIELD: cache}
+
+
+def take_cache(past_key_values: Cache | None, kwargs: dict) -> Cache | None:
+    """The KV cache a caller passed, as `past_key_values` or as `cache` (generate() from 5.24 on).
+
+    The signatures keep `past_key_values`: the name earlier releases pass and their common model
+    tests look for.
     """
     cache = kwargs.pop("cache", None)
     return past_key_values if past_key_values is not None else cache

@@ -23,6 +23,7 @@ from .configuration_hftk import HftkGptConfig
 from .modeling_hftk import (
     HftkPreTrainedModel,
     HftkTransformer,
+    cache_field,
     classifier_dropout,
     linear_cross_entropy,
     output_cache,
@@ -175,7 +176,7 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
             shifted = shift_labels if shift_labels is not None else F.pad(labels, (0, 1), value=-100)[..., 1:]
             loss = linear_cross_entropy(hidden, self.lm_head.weight, self.lm_head.bias, shifted, num_items_in_batch)
             return CausalLMOutputWithPast(
-                loss=loss, past_key_values=output_cache(out), hidden_states=out.hidden_states, attentions=out.attentions
+                loss=loss, **cache_field(output_cache(out)), hidden_states=out.hidden_states, attentions=out.attentions
             )
         if isinstance(logits_to_keep, int) and logits_to_keep > 0:
             hidden = hidden[:, -logits_to_keep:]
@@ -194,7 +195,7 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
         return CausalLMOutputWithPast(
             loss=loss,
             logits=logits,
-            past_key_values=output_cache(out),
+            **cache_field(output_cache(out)),
             hidden_states=out.hidden_states,
             attentions=out.attentions,
         )

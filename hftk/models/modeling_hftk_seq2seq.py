@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import GenerationMixin
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
-from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import (
     BaseModelOutput,
     BaseModelOutputWithPastAndCrossAttentions,
@@ -40,6 +40,8 @@ from .modeling_hftk import (
     HftkTransformer,
     RotaryEmbedding,
     SelfAttention,
+    cache_field,
+    causal_mask,
     linear_cross_entropy,
     make_norm,
     output_cache,
@@ -187,13 +189,7 @@ class HftkSeq2SeqDecoder(HftkSeq2SeqPreTrainedModel):
 
         x = self.embeddings(input_ids, inputs_embeds, position_ids, None)
         rotary = self.rotary(position_ids, torch.float32) if self.rotary is not None else None
-        mask = create_causal_mask(
-            config=self.config,
-            inputs_embeds=x,
-            attention_mask=attention_mask,
-            past_key_values=self_cache,
-            position_ids=position_ids,
-        )
+        mask = causal_mask(self.config, x, attention_mask, self_cache, position_ids)
         cross_mask = create_bidirectional_mask(
             config=self.config,
             inputs_embeds=x,
@@ -212,7 +208,7 @@ class HftkSeq2SeqDecoder(HftkSeq2SeqPreTrainedModel):
             )
         if self.final_norm is not None:
             x = self.final_norm(x)
-        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=x, past_key_values=past_key_values)
+        return BaseModelOutputWithPastAndCrossAttentions(last_hidden_state=x, **cache_field(past_key_values))
 
 
 class HftkSeq2SeqModel(HftkSeq2SeqPreTrainedModel):
@@ -287,7 +283,7 @@ class HftkSeq2SeqModel(HftkSeq2SeqPreTrainedModel):
         )
         return Seq2SeqModelOutput(
             last_hidden_state=decoder_outputs.last_hidden_state,
-            past_key_values=output_cache(decoder_outputs),
+            **cache_field(output_cache(decoder_outputs)),
             decoder_hidden_states=decoder_outputs.hidden_states,
             decoder_attentions=decoder_outputs.attentions,
             cross_attentions=decoder_outputs.cross_attentions,
@@ -394,7 +390,7 @@ class HftkSeq2SeqForConditionalGeneration(HftkSeq2SeqPreTrainedModel, Generation
         return Seq2SeqLMOutput(
             loss=loss,
             logits=logits,
-            past_key_values=output_cache(out),
+            **cache_field(output_cache(out)),
             decoder_hidden_states=out.decoder_hidden_states,
             decoder_attentions=out.decoder_attentions,
             cross_attentions=out.cross_attentions,
