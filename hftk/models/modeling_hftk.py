@@ -480,6 +480,7 @@ class HftkTransformer(nn.Module):
         batch, length = reference.shape[:2]
 
         use_cache = self.is_causal and (use_cache if use_cache is not None else self.config.use_cache)
+        use_cache = use_cache and not replays_in_backward(self.layers)
         if use_cache and past_key_values is None:
             past_key_values = DynamicCache(config=self.config)
         if not use_cache:
@@ -657,6 +658,17 @@ def causal_mask(
 def cache_field(cache: Cache | None) -> dict[str, Cache | None]:
     """The keyword a model output takes its cache under: `**cache_field(cache)`."""
     return {_OUTPUT_CACHE_FIELD: cache}
+
+
+def replays_in_backward(layers: nn.ModuleList) -> bool:
+    """Gradient checkpointing will rerun these blocks in the backward pass, and so write a KV cache twice.
+
+    transformers' `GradientCheckpointingLayer` drops a cache it finds under its release's name for
+    it (`cache` from 5.24 on), which is not the `past_key_values` hftk's blocks take; so with
+    checkpointing on, the model builds no cache to begin with.
+    """
+    first = layers[0] if len(layers) else None
+    return first is not None and first.gradient_checkpointing and first.training and torch.is_grad_enabled()
 
 
 def take_cache(past_key_values: Cache | None, kwargs: dict) -> Cache | None:

@@ -45,6 +45,7 @@ from .modeling_hftk import (
     linear_cross_entropy,
     make_norm,
     output_cache,
+    replays_in_backward,
     take_cache,
     use_fused_lm_loss,
 )
@@ -176,6 +177,7 @@ class HftkSeq2SeqDecoder(HftkSeq2SeqPreTrainedModel):
         reference = input_ids if input_ids is not None else inputs_embeds
         length = reference.shape[1]
 
+        use_cache = use_cache and not replays_in_backward(self.layers)
         if use_cache and past_key_values is None:
             past_key_values = EncoderDecoderCache(DynamicCache(config=self.config), DynamicCache(config=self.config))
         if not use_cache:
