@@ -85,29 +85,30 @@ print(f"{out}: {model.num_parameters() / 1e6:.1f} M parameters, vocabulary {len(
 PY
 }
 
+# Both models' fine-tuning: the same time budget, schedule, evaluation and checkpoint cadence.
+TRAINING=(--set training.max_time_minutes=$MINUTES --set training.num_train_epochs=100 --set training.learning_rate=1e-3
+  --set training.warmup_steps=400 --set training.lr_scheduler_type=inverse_sqrt --set training.eval_steps=1000
+  --set training.save_steps=1000 --set training.num_threads=$THREADS --set training.report_to=[] --set training.logging_steps=50)
+
+summary() {  # RUN_DIR LABEL: the test metrics and the steps the budget allowed
+  python -c "import json,sys; m=json.load(open('$1/metrics.json')); print('$2', {k: m[k] for k in m if k.startswith('test_') or k in ('train_steps', 'train_runtime_seconds')})"
+}
+
 gpt_direction() {  # SRC TGT: the decoder-only baseline, same data, budget and settings as direction()
   local name; name=$([ "$2" = en ] && echo English || echo Spanish)
   hftk finetune generation --model "$R/gpt-init" -o "$R/gpt-$1-$2" --overwrite \
     --set data.train_file=$R/gpt-data/$1-$2/train.jsonl --set data.validation_file=$R/gpt-data/$1-$2/validation.jsonl \
     --set data.test_file=$R/gpt-data/$1-$2/test.jsonl --set "data.prompt_template={document}\n$name:" \
     --set data.max_seq_length=256 --set generation.max_new_tokens=128 --set generation.num_beams=4 \
-    --set generation.length_penalty=0.6 --set training.per_device_train_batch_size=32 \
-    --set training.max_time_minutes=$MINUTES --set training.num_train_epochs=100 --set training.learning_rate=1e-3 \
-    --set training.warmup_steps=400 --set training.lr_scheduler_type=inverse_sqrt \
-    --set training.eval_steps=1000 --set training.save_steps=1000 --set training.num_threads=$THREADS \
-    --set training.report_to=[] --set training.logging_steps=50 "${@:3}"
-  python -c "import json,sys; m=json.load(open('$R/gpt-$1-$2/metrics.json')); print('gpt $1->$2', {k: m[k] for k in m if k.startswith('test_') or k in ('train_steps', 'train_runtime_seconds')})"
+    --set generation.length_penalty=0.6 --set training.per_device_train_batch_size=32 "${TRAINING[@]}" "${@:3}"
+  summary "$R/gpt-$1-$2" "gpt $1->$2"
 }
 
 direction() {  # SRC TGT
   hftk finetune translation --model "$MODEL" -o "$R/$TAG-$1-$2" --overwrite \
     --set data.source_lang=$1 --set data.target_lang=$2 \
-    --set data.train_file=$S/train.jsonl --set data.validation_file=$S/validation.jsonl --set data.test_file=$S/test.jsonl \
-    --set training.max_time_minutes=$MINUTES --set training.num_train_epochs=100 --set training.learning_rate=1e-3 \
-    --set training.warmup_steps=400 --set training.lr_scheduler_type=inverse_sqrt \
-    --set training.eval_steps=1000 --set training.save_steps=1000 --set training.num_threads=$THREADS \
-    --set training.report_to=[] --set training.logging_steps=50 "${@:3}"
-  python -c "import json,sys; m=json.load(open('$R/$TAG-$1-$2/metrics.json')); print('$1->$2', {k: m[k] for k in m if k.startswith('test_') or k in ('train_steps', 'train_runtime_seconds')})"
+    --set data.train_file=$S/train.jsonl --set data.validation_file=$S/validation.jsonl --set data.test_file=$S/test.jsonl "${TRAINING[@]}" "${@:3}"
+  summary "$R/$TAG-$1-$2" "$1->$2"
 }
 
 case "${1:-all}" in
