@@ -681,8 +681,8 @@ def take_cache(past_key_values: Cache | None, kwargs: dict) -> Cache | None:
 
 
 def output_cache(output: ModelOutput) -> Cache | None:
-    """The KV cache an output carries, under either name (5.24+ warns on reading `.past_key_values`)."""
-    return output.get("cache", output.get("past_key_values"))
+    """The KV cache of an output `cache_field` filled (5.24+ warns on reading `.past_key_values`)."""
+    return output.get(_OUTPUT_CACHE_FIELD)
 
 
 def use_fused_lm_loss(model: PreTrainedModel, labels: torch.Tensor | None) -> bool:
