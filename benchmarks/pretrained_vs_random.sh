@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Does pretraining pay with the fine-tuning defaults? A pretrained hftk encoder and its random-init
 # twin (same config and tokenizer) fine-tuned with the shipped recipes' defaults on fine_foods,
-# bbc_news and wnut16, several seeds each; prints mean ± standard deviation per task and init.
+# bbc_news and wnut16 (and brown_cloze QA with TASKS=brown_cloze), several seeds each; prints mean ±
+# standard deviation per task and init.
 #
 #   bash benchmarks/pretrained_vs_random.sh runs/pretrain-default          # then: ... table
 #   SEEDS="1 2 3" TRAIN=500 TAG=old bash benchmarks/pretrained_vs_random.sh MODEL --set training.learning_rate=1e-4
@@ -24,7 +25,7 @@ runs = {}
 for path in sorted(Path(sys.argv[1]).glob("*/*/n*/*/seed-*/metrics.json"), key=lambda p: (p.parts[-6:-4], int(p.parts[-4][1:]), p.parts[-3:])):
     tag, task, size, init = path.parts[-6:-2]
     metrics = json.loads(path.read_text())
-    score = metrics["eval_f1" if task == "wnut16" else "eval_accuracy"]  # entity F1 (seqeval) for NER
+    score = metrics["eval_f1" if task in ("wnut16", "brown_cloze") else "eval_accuracy"]  # entity F1 (NER), SQuAD v2 F1 (QA)
     runs.setdefault((tag, task, size), {}).setdefault(init, []).append(score)
 def show(scores):
     spread = statistics.stdev(scores) if len(scores) > 1 else float("nan")
@@ -49,14 +50,17 @@ declare -A FOLDER=([pretrained]=$MODEL [random]=$TWIN)
 for other in $OTHERS; do FOLDER[${other%%=*}]=${other#*=}; done
 run() {  # INIT SEED NAME SIZE [--set ...]
   local init=$1 seed=$2 name=$3 size=$4; shift 4
-  local m=${FOLDER[$init]} task=classification set=classification/$name
+  local m=${FOLDER[$init]} task=classification set=classification/$name extra=()
   [ $name = wnut16 ] && { task=ner; set=ner/wnut16; }
+  [ $name = brown_cloze ] && {  # SQuAD v2 layout; windows of 128 tokens (a 64-token window leaves no room for context)
+    task=qa; set=qa/brown_cloze
+    extra=(--set data.version_2_with_negative=true --set data.max_seq_length=128); }
   local o=$R/$TAG/$name/n$size/$init/seed-$seed
   mkdir -p $(dirname $o)
   [ -f $o/metrics.json ] && return 0
   hftk finetune $task --model $m -o $o --overwrite --set training.seed=$seed \
     --set data.max_train_samples=$size --set data.train_sample_seed=$seed \
-    --set data.train_file=$S/$set/train.jsonl --set data.validation_file=$S/$set/test.jsonl "${common[@]}" "$@" \
+    --set data.train_file=$S/$set/train.jsonl --set data.validation_file=$S/$set/test.jsonl "${common[@]}" "${extra[@]}" "$@" \
     > $o.log 2>&1 || { echo "failed: $o (see $o.log)"; return 1; }
 }
 jobs=()  # every run, in order; PARALLEL=1: two 1-thread runs at a time
