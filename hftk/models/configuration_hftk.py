@@ -22,6 +22,10 @@ class HftkConfig(PreTrainedConfig):
     `fused_lm_loss`: when a language-model head trains with labels (train mode, grad enabled),
     compute the loss chunk by chunk from the hidden states and return `logits=None`; the
     (tokens, vocab) logits are most of the step's memory traffic. Eval mode returns logits.
+
+    `embedding_norm`: a LayerNorm on the embeddings (BERT's, ModernBERT's). hftk's pretraining
+    recipes turn it on: in a pre-LN body the embeddings, drawn at std 0.02, are otherwise soon
+    swamped by what the first block adds, and the residual stream loses which token it holds.
     """
 
     vocab_size: int = 30522
