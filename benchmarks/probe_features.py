@@ -86,7 +86,8 @@ def main() -> None:
             scores.append(f"{kind} {best.score(parts['test'][kind], y['test']):.3f} (C={best.C:g})")
         print(
             f"{folder}: "
-            + ", ".join(scores) + f"; token-embedding collapse {collapse(folder, [r['text'] for r in fit_rows]):.3f}"
+            + ", ".join(scores)
+            + f"; token-embedding collapse {collapse(folder, [r['text'] for r in fit_rows]):.3f}"
             + f"; token identity after block 1 {identity:.2f}",
             flush=True,
         )
