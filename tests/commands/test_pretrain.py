@@ -81,7 +81,7 @@ def test_mlm_run_writes_a_loadable_folder_and_falling_eval_loss(corpus, tmp_path
     assert metrics["perplexity"] == pytest.approx(torch.tensor(metrics["eval_loss"]).exp().item(), rel=1e-5)
 
     import hftk  # noqa: F401  (registers the Auto classes)
-    from transformers import AutoConfig, AutoModelForMaskedLM, AutoTokenizer, pipeline
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
 
     model = AutoModelForMaskedLM.from_pretrained(out)
     tokenizer = AutoTokenizer.from_pretrained(out)
@@ -90,7 +90,7 @@ def test_mlm_run_writes_a_loadable_folder_and_falling_eval_loss(corpus, tmp_path
     # The recipe's fine-tuning-facing choices travel in the checkpoint: a normalised embedding layer,
     # and mean pooling for the classifiers built on it (masked LM leaves [CLS] untrained).
     assert model.model.encoder.embeddings.norm is not None
-    assert AutoConfig.from_pretrained(out).classifier_pooling == "mean"
+    assert model.config.classifier_pooling == "mean"
     # Every checkpoint carries a loadable model with its tokenizer.
     checkpoints = sorted((out / "checkpoints").iterdir())
     assert [c.name for c in checkpoints] == ["step-12", "step-8"] or {c.name for c in checkpoints} == {"step-8", "step-12"}
