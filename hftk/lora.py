@@ -83,7 +83,7 @@ def apply_lora(model, lora: LoraSection, kind: str, new_modules: list[str] | Non
 def save_lora_outputs(model: PeftModel, output_dir: Path, lora: LoraSection):
     """Save the adapter alone in `adapter/`; return what the run folder holds: merged model or adapter."""
     model.save_pretrained(output_dir / "adapter")
-    from hftk.run_outputs import respect_umask
+    from hftk.training.outputs import respect_umask
 
     respect_umask((output_dir / "adapter").glob("*.safetensors"))
     return model.merge_and_unload() if lora.merge else model

@@ -7,7 +7,7 @@ import pytest
 
 import hftk.cli
 from hftk.console import INTERRUPTED_EXIT, caused_by_interrupt, main
-from hftk.run_outputs import removes_new_output_dir_on_error
+from hftk.training.outputs import removes_new_output_dir_on_error
 
 
 def _interrupted_import():

@@ -24,7 +24,7 @@ from transformers import AutoTokenizer
 import hftk  # noqa: F401
 from hftk.hub import select_upload_files
 from hftk.models import HftkBertConfig, HftkBertForMaskedLM
-from hftk.run_outputs import finish_run
+from hftk.reporting.run_folder import finish_run
 from hftk.training.checkpoint import TrainState
 
 

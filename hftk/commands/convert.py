@@ -242,7 +242,7 @@ def convert_checkpoint(source: str | Path, output_dir: str | Path, *, overwrite:
     """
     import shutil
 
-    from hftk.run_outputs import check_output_dir, respect_umask
+    from hftk.training.outputs import check_output_dir, respect_umask
 
     output_dir = Path(output_dir)
     check_output_dir(output_dir)

@@ -27,10 +27,10 @@ from hftk.lora import apply_lora, fresh_modules, save_lora_outputs
 from hftk.models import MODEL_TYPES
 from hftk.commands.pretrain import flat_config
 from hftk.recipe import FinetuneRecipe, dump_recipe
-from hftk.run_outputs import (
+from hftk.reporting.run_folder import finish_run
+from hftk.training.outputs import (
     check_device_settings,
     check_output_dir,
-    finish_run,
     prepare_output_dir,
     removes_new_output_dir_on_error,
     write_model_folder,

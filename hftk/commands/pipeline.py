@@ -36,7 +36,7 @@ from hftk.recipe import (
     resolve_recipe_path,
     validate,
 )
-from hftk.run_outputs import FINISHED_MARKER
+from hftk.training.outputs import FINISHED_MARKER
 
 PRETRAIN_STAGE = "pretrain"
 BASELINE_INIT_STAGE = "baseline-init"
@@ -602,7 +602,7 @@ def write_random_twin(pretrained: Path, folder: Path, seed: int, objective: str,
 
     from hftk.data.tokenizer import load_tokenizer
     from hftk.objectives import AUTO_CLASSES
-    from hftk.run_outputs import write_model_folder
+    from hftk.training.outputs import write_model_folder
     from hftk.training.checkpoint import write_json_atomic
 
     if (folder / FINISHED_MARKER).is_file() and not overwrite:
@@ -681,7 +681,7 @@ def run_pipeline(pipeline: LoadedPipeline, *, overwrite: bool = False, echo: Ech
     from hftk.commands.finetune import finetune
     from hftk.commands.pretrain import pretrain
     from hftk.reporting.report import write_report
-    from hftk.run_outputs import check_output_dir
+    from hftk.training.outputs import check_output_dir
 
     check_pipeline_inputs(pipeline)
     check_output_dir(pipeline.output_dir)

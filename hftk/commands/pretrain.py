@@ -29,9 +29,9 @@ from hftk.models import MODEL_TYPES
 from hftk.objectives import AUTO_CLASSES, make_objective
 from hftk.objectives import distill as distillation
 from hftk.recipe import PretrainRecipe, dump_recipe
-from hftk.run_outputs import (
+from hftk.reporting.run_folder import finish_run
+from hftk.training.outputs import (
     check_device_settings,
-    finish_run,
     prepare_output_dir,
     removes_new_output_dir_on_error,
 )

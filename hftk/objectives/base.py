@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from hftk.run_outputs import write_model_folder
+from hftk.training.outputs import write_model_folder
 from hftk.training.checkpoint import load_model_weights
 
 

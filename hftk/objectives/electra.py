@@ -35,7 +35,7 @@ from hftk.errors import HftkError
 from hftk.models import HftkBertConfig, HftkBertForMaskedLM, HftkBertForPreTraining
 from hftk.objectives.mlm import MaskedLanguageModelling
 from hftk.recipe import ElectraSection, PretrainRecipe
-from hftk.run_outputs import write_model_folder
+from hftk.training.outputs import write_model_folder
 from hftk.training.checkpoint import load_model_weights
 
 GENERATOR_FOLDER = "generator"

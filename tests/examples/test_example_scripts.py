@@ -75,7 +75,7 @@ def assert_trained(folder: Path, start: Path) -> None:
 @pytest.fixture(scope="module")
 def hftk_bert_folder(tmp_path_factory, bert_tokenizer) -> Path:
     from hftk.models import HftkBertConfig, HftkBertForMaskedLM
-    from hftk.run_outputs import write_model_folder
+    from hftk.training.outputs import write_model_folder
 
     torch.manual_seed(0)
     config = HftkBertConfig(
@@ -90,7 +90,7 @@ def hftk_bert_folder(tmp_path_factory, bert_tokenizer) -> Path:
 @pytest.fixture(scope="module")
 def hftk_gpt_folder(tmp_path_factory, gpt2_tokenizer) -> Path:
     from hftk.models import HftkGptConfig, HftkGptForCausalLM
-    from hftk.run_outputs import write_model_folder
+    from hftk.training.outputs import write_model_folder
 
     torch.manual_seed(0)
     config = HftkGptConfig(

@@ -22,7 +22,7 @@ import pytest
 from transformers import AutoTokenizer
 
 from hftk.models import HftkBertForMaskedLM, HftkGptForCausalLM
-from hftk.run_outputs import write_model_folder
+from hftk.training.outputs import write_model_folder
 
 from .tiny import build, tiny_bert_config, tiny_gpt_config
 

@@ -1,28 +1,26 @@
-"""The run folder: refusing to clobber finished runs, and writing the final artifacts last.
+"""The run folder: refusing to clobber finished runs, saving a model folder.
 
 A finished run folder holds the model (safetensors, config with `auto_map`, code files),
 the tokenizer, `recipe.yaml`, `loss.png`, the model card `README.md`, `log_history.json`
-and, moved into place last, `metrics.json`: a folder without it is not a finished run.
+and, moved into place last, `metrics.json`: a folder without it is not a finished run
+(`hftk.reporting.run_folder.finish_run` writes them).
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from accelerate import Accelerator
 
 from hftk.data.tokenizer import save_tokenizer
 from hftk.errors import HftkError
-from hftk.reporting.model_card import write_model_card
-from hftk.training.checkpoint import latest_checkpoint, write_json_atomic
+from hftk.training.checkpoint import latest_checkpoint
 from hftk.training.distributed import as_plain_module
-from hftk.training.plots import plot_loss_curve
 
 FINISHED_MARKER = "metrics.json"
 
@@ -139,32 +137,3 @@ def respect_umask(paths) -> None:
     os.umask(umask)
     for path in paths:
         os.chmod(path, 0o666 & ~umask)
-
-
-def finish_run(
-    output_dir: Path,
-    *,
-    model,
-    tokenizer,
-    recipe_yaml: str,
-    metrics: dict[str, Any],
-    log_history: list[dict],
-    card: dict[str, Any] | None = None,
-    extra_files: dict[str, str] | None = None,
-    state_dict: dict | None = None,
-) -> None:
-    """Write the final artifacts into a staging folder, then move them in with metrics.json last."""
-    staging = output_dir / ".final.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    write_model_folder(model, tokenizer, staging, state_dict)
-    (staging / "recipe.yaml").write_text(recipe_yaml)
-    (staging / "log_history.json").write_text(json.dumps(log_history, indent=2) + "\n")
-    for name, text in (extra_files or {}).items():
-        (staging / name).write_text(text)
-    plot_loss_curve(log_history, staging / "loss.png", title=output_dir.name)
-    write_json_atomic(staging / FINISHED_MARKER, metrics)
-    write_model_card(staging, **(card or {}))
-    (output_dir / FINISHED_MARKER).unlink(missing_ok=True)
-    for path in sorted(staging.iterdir(), key=lambda p: p.name == FINISHED_MARKER):
-        os.replace(path, output_dir / path.name)
-    staging.rmdir()
