@@ -8,20 +8,16 @@ beyond `TaskData.kind`, which says which AutoModel head to load.
 
 from __future__ import annotations
 
-import codecs
-import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import datasets
 
+from hftk.data.splits import check_text_file, load_splits  # noqa: F401 (every task loads its data through these)
 from hftk.errors import HftkError
 
 TaskKind = Literal["sequence_classification", "question_answering", "token_classification", "causal_lm", "seq2seq_lm"]
-
-# Local file suffix -> `datasets` packaged builder (the same layouts as on the Hub).
-_BUILDERS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
 
 
 @dataclass
@@ -70,91 +66,6 @@ AUTO_MODEL_CLASSES: dict[str, str] = {
     "causal_lm": "AutoModelForCausalLM",
     "seq2seq_lm": "AutoModelForSeq2SeqLM",
 }
-
-
-def load_splits(
-    *,
-    dataset_name: str | None = None,
-    dataset_config: str | None = None,
-    data_files: Mapping[str, str | None] | None = None,
-    cache_dir: str | None = None,
-) -> datasets.DatasetDict:
-    """Local files (jsonl/json/csv/tsv/parquet, one per split) if given, else a Hub data set.
-
-    Local files win so that users without network can pass the same column layout as the Hub.
-    """
-    files = {split: path for split, path in (data_files or {}).items() if path}
-    if files:
-        return _load_local(files, cache_dir)
-    if not dataset_name:
-        raise HftkError(
-            "no data: pass local files (--set data.train_file=train.jsonl --set data.validation_file=dev.jsonl) "
-            "or a Hub data set (--set data.dataset_name=NAME)"
-        )
-    try:
-        return datasets.load_dataset(dataset_name, dataset_config, cache_dir=cache_dir)
-    except (ConnectionError, FileNotFoundError, ValueError, OSError) as err:
-        config = f" (config {dataset_config!r})" if dataset_config else ""
-        raise HftkError(
-            f"could not load data set {dataset_name!r}{config} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-            "check the name, or pass local files with --set data.train_file=... --set data.validation_file=..."
-        ) from err
-
-
-def _load_local(files: dict[str, str], cache_dir: str | None) -> datasets.DatasetDict:
-    builders = set()
-    for split, path in files.items():
-        if not os.path.isfile(path):
-            raise HftkError(f"{split} file {path!r} does not exist; check the path")
-        suffix = os.path.splitext(path)[1].lower()
-        if suffix not in _BUILDERS:
-            raise HftkError(
-                f"{split} file {path!r} has an unsupported extension {suffix!r}; use one of {', '.join(sorted(_BUILDERS))}"
-            )
-        if suffix != ".parquet":
-            check_text_file(split, path)
-        builders.add((_BUILDERS[suffix], suffix == ".tsv"))
-    if len(builders) > 1:
-        raise HftkError(f"local data files must share one format, got {sorted(files.values())}")
-    builder, is_tsv = builders.pop()
-    kwargs = {"delimiter": "\t"} if is_tsv else {}
-    # One split at a time: splits may differ in schema (a test file without labels, ids vs names).
-    splits = {}
-    for split, path in files.items():
-        try:
-            splits[split] = datasets.load_dataset(builder, data_files={split: path}, split=split, cache_dir=cache_dir, **kwargs)
-        except datasets.exceptions.DatasetGenerationError as err:
-            raise HftkError(f"could not read {split} file {path!r} as {builder}: {err.__cause__ or err}") from err
-        if len(splits[split]) == 0:
-            raise HftkError(f"{split} file {path!r} has no rows; add examples or point at another file")
-    return datasets.DatasetDict(splits)
-
-
-def check_text_file(split: str, path: str) -> None:
-    """HftkError for an empty or non-UTF-8 text data file, found before any work.
-
-    `datasets` reads such files without complaint and fails later, deep in arrow (a bare
-    StopIteration for an empty file, a UnicodeDecodeError when a column is read).
-    """
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    line, has_text = 1, False
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            try:
-                has_text = bool(decoder.decode(chunk).strip()) or has_text
-            except UnicodeDecodeError as err:
-                line += err.object[: err.start].count(b"\n")
-                raise HftkError(
-                    f"{split} file {path!r} is not UTF-8 text (byte 0x{err.object[err.start]:02x} on line {line}); "
-                    "convert it, e.g. iconv -f latin1 -t utf-8"
-                ) from None
-            line += chunk.count(b"\n")
-    try:
-        decoder.decode(b"", final=True)
-    except UnicodeDecodeError:
-        raise HftkError(f"{split} file {path!r} is not UTF-8 text (it ends inside a character); convert it to UTF-8") from None
-    if not has_text:
-        raise HftkError(f"{split} file {path!r} is empty; add examples or point at another file")
 
 
 def require_columns(dataset: datasets.Dataset, columns: Iterable[str | None], split: str) -> None:
