@@ -103,32 +103,19 @@ def pretrain(
 
 
 def _check_push(output) -> None:
-    """Before any work: a push needs a repo id, a reachable Hub and a token that can write."""
-    if not output.push_to_hub:
-        return
-    if not output.hub_model_id:
-        raise HftkError("--push-to-hub needs --hub-model-id OWNER/NAME (or output.hub_model_id in the recipe)")
-    from accelerate import PartialState
+    if output.push_to_hub:  # the Hub client is imported only when a push is asked for
+        from hftk.commands.push import check_push
 
-    if PartialState().is_main_process:
-        from hftk.hub import check_push_access
-
-        check_push_access(output.hub_model_id)
+        check_push(output)
 
 
 def _maybe_push(folder: Path, output) -> None:
-    if not output.push_to_hub:
-        return
-    from accelerate import PartialState
+    if output.push_to_hub:
+        from hftk.commands.push import push_finished_run
 
-    if not PartialState().is_main_process:
-        return
-    from hftk.hub import push_folder
-
-    if not output.hub_model_id:
-        raise HftkError("--push-to-hub needs --hub-model-id OWNER/NAME (or output.hub_model_id in the recipe)")
-    url = push_folder(folder, output.hub_model_id, private=output.hub_private)
-    typer.echo(f"Pushed to {url}")
+        url = push_finished_run(folder, output)
+        if url:
+            typer.echo(f"Pushed to {url}")
 
 
 TASK_NAMES = ("glue", "classification", "qa", "ner", "generation", "translation", "summarization")
@@ -203,9 +190,9 @@ def distill(
     Student: --set 'student.layers=[0,2,4]' (teacher layers), student.name_or_path=FOLDER or
     student.config.KEY=VALUE (fresh hftk_bert). Loss: distill.alpha, distill.temperature, distill.hidden_weight.
     """
-    from hftk.distill.recipe import DistillRecipe
-    from hftk.distill.run import distill as run_distill
+    from hftk.commands.distill import distill as run_distill
     from hftk.recipe import load_recipe
+    from hftk.recipe.distill import DistillRecipe
 
     if task not in ("glue", "classification", "qa", "ner"):
         raise HftkError(f"unknown task {task!r} for distill: choose one of glue, classification, qa, ner")
@@ -229,8 +216,9 @@ def evaluate(
     """Evaluate a saved model on a task's evaluation data; writes metrics.json and predictions.jsonl."""
     overrides = [*(set_ or []), *_output_overrides(output_dir or Path(model) / "evaluation", False, False, None)]
     loaded = _finetune_recipe(task, recipe, model, glue_task, overrides)
-    from hftk.commands.finetune import finetune as run_finetune
-    folder = run_finetune(loaded, evaluate_only=True)
+    from hftk.commands.evaluate import evaluate as run_evaluate  # torch & co. only once the recipe is known good
+
+    folder = run_evaluate(loaded)
     typer.echo(f"Metrics written to {folder / 'metrics.json'}")
 
 
@@ -253,7 +241,8 @@ def run_pipeline_command(
     Finished stages are skipped on a re-run; an interrupted stage resumes from its checkpoint.
     Every stage's recipe and data files are checked before the first stage starts.
     """
-    from hftk.commands.pipeline import load_pipeline, run_pipeline
+    from hftk.commands.run import run_pipeline
+    from hftk.recipe.pipeline import load_pipeline
 
     overrides = [*(set_ or []), *([f"output_dir={output_dir}"] if output_dir is not None else [])]
     run_pipeline(load_pipeline(pipeline, overrides), overwrite=overwrite, echo=typer.echo)
@@ -262,11 +251,10 @@ def run_pipeline_command(
 @recipes_app.command("list")
 def recipes_list() -> None:
     """List the shipped recipes with the first line of their description."""
-    from hftk.recipe import recipe_paths
+    from hftk.commands.recipes import recipe_summaries
 
-    for name, path in recipe_paths().items():
-        summary = next((line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
-        typer.echo(f"{name:28s} {summary}")
+    for line in recipe_summaries():
+        typer.echo(line)
 
 
 @recipes_app.command("show")
@@ -278,12 +266,12 @@ def recipes_show(
     set_: SetOption = None,
 ) -> None:
     """Print a recipe file as shipped; with --resolved, every key with its value as a run sees it."""
-    from hftk.recipe import resolve_recipe_path, resolved_recipe_yaml
+    from hftk.commands.recipes import resolved_recipe_yaml, shipped_text
 
     if resolved or set_:
         typer.echo(resolved_recipe_yaml(name, set_ or []), nl=False)
         return
-    typer.echo(resolve_recipe_path(name).read_text(), nl=False)
+    typer.echo(shipped_text(name), nl=False)
     typer.echo(f"(the file as shipped; `hftk recipes show {name} --resolved` lists every key a run resolves)", err=True)
 
 
@@ -295,16 +283,13 @@ def accelerate_config(
 
     Example: accelerate launch --config_file $(hftk accelerate-config fsdp) -m hftk pretrain my.yaml
     """
-    from hftk.training.distributed import accelerate_config_paths
+    from hftk.commands.accelerate_config import config_listing, config_path
 
-    paths = accelerate_config_paths()
     if name is None:
-        for stem, path in paths.items():
-            typer.echo(f"{stem:12s} {path}")
+        for line in config_listing():
+            typer.echo(line)
         return
-    if name.removesuffix(".yaml") not in paths:
-        raise HftkError(f"no shipped Accelerate config {name!r}; choose one of: {', '.join(paths)}")
-    typer.echo(str(paths[name.removesuffix(".yaml")]))
+    typer.echo(str(config_path(name)))
 
 
 @app.command()
@@ -327,9 +312,9 @@ def quantize(
     overwrite: OverwriteOption = False,
 ) -> None:
     """Int8 weights and dynamic int8 activations for CPU inference; load with hftk.quantize.load_quantized."""
-    from hftk.quantize import quantize_folder
+    from hftk.commands.quantize import quantize as run_quantize
 
-    out = quantize_folder(folder, output_dir, overwrite=overwrite)
+    out = run_quantize(folder, output_dir, overwrite=overwrite)
     typer.echo(f"Quantized model saved to {out}")
 
 
@@ -345,9 +330,9 @@ def push(
     ] = False,
 ) -> None:
     """Upload a run folder to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`)."""
-    from hftk.hub import push_folder
+    from hftk.commands.push import push as run_push
 
-    url = push_folder(
+    url = run_push(
         folder,
         repo_id,
         private=private,

@@ -67,12 +67,12 @@ def test_every_shipped_recipe_validates(name):
     path = recipe_paths()[name]
     raw = yaml.safe_load(path.read_text())
     if name.startswith("pipeline-"):  # `hftk run` pipelines: their own schema, every stage's recipe built
-        from hftk.commands.pipeline import load_pipeline
+        from hftk.recipe.pipeline import load_pipeline
 
         loaded = load_pipeline(name)
         assert loaded is not None
         return
-    from hftk.distill.recipe import DistillRecipe
+    from hftk.recipe.distill import DistillRecipe
 
     recipe_class = FinetuneRecipe if "task" in raw else PretrainRecipe
     if name.startswith("distill-"):

@@ -25,8 +25,7 @@ from hftk.data.tokenizer import load_tokenizer
 from hftk.errors import HftkError
 from hftk.lora import apply_lora, fresh_modules, save_lora_outputs
 from hftk.models import MODEL_TYPES
-from hftk.commands.pretrain import flat_config
-from hftk.recipe import FinetuneRecipe, dump_recipe
+from hftk.recipe import FinetuneRecipe, dump_recipe, flat_config
 from hftk.reporting.run_folder import finish_run
 from hftk.training.outputs import (
     check_device_settings,
@@ -443,7 +442,7 @@ def concat_padded(arrays: list[np.ndarray]) -> np.ndarray:
 def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: bool = False, distiller: Any = None) -> Path:
     """Fine-tune (or only evaluate) a model on a task; return the output folder.
 
-    `distiller` (see `hftk.distill.run.Distiller`) turns this into distillation with the same data,
+    `distiller` (see `hftk.commands.distill.Distiller`) turns this into distillation with the same data,
     loop and outputs: `check(task, config)` runs before anything is written, `attach(model, task,
     accelerator)` caches the teacher's outputs and returns the module to train, `unwrap(model)` the
     model to save; `metrics`, `recipe_yaml` and `base_model` fill the run folder.

@@ -8,7 +8,6 @@ The output folder loads with `AutoModelForMaskedLM` / `AutoModelForCausalLM` /
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
@@ -28,7 +27,7 @@ from hftk.errors import HftkError
 from hftk.models import MODEL_TYPES
 from hftk.objectives import AUTO_CLASSES, make_objective
 from hftk.objectives import distill as distillation
-from hftk.recipe import PretrainRecipe, dump_recipe
+from hftk.recipe import PretrainRecipe, dump_recipe, flat_config
 from hftk.reporting.run_folder import finish_run
 from hftk.training.outputs import (
     check_device_settings,
@@ -247,20 +246,3 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     accelerator.wait_for_everyone()
     accelerator.end_training()  # also ends the process group, or gloo processes abort at exit
     return output_dir
-
-
-def flat_config(recipe) -> dict:
-    """Recipe as flat scalar key/values, as TensorBoard's hparams want them."""
-    flat: dict = {}
-
-    def walk(prefix: str, value) -> None:
-        if isinstance(value, dict):
-            for key, child in value.items():
-                walk(f"{prefix}.{key}" if prefix else key, child)
-        elif isinstance(value, (int, float, str, bool)):
-            flat[prefix] = value
-        else:
-            flat[prefix] = json.dumps(value)
-
-    walk("", recipe.model_dump(mode="json"))
-    return flat

@@ -34,7 +34,7 @@ from transformers.utils import ModelOutput
 from hftk.errors import HftkError
 from hftk.models import HftkBertConfig, HftkBertForMaskedLM, HftkBertForPreTraining
 from hftk.objectives.mlm import MaskedLanguageModelling
-from hftk.recipe import ElectraSection, PretrainRecipe
+from hftk.recipe import ElectraSection, PretrainRecipe, resolve_generator_sizes
 from hftk.training.outputs import write_model_folder
 from hftk.training.checkpoint import load_model_weights
 
@@ -44,40 +44,6 @@ DISCRIMINATOR_PREFIX, GENERATOR_PREFIX = "discriminator.", "generator."
 # config carries about its own class.
 _NOT_COPIED = {"hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "embedding_size",
                "architectures", "auto_map", "fused_lm_loss", "transformers_version", "model_type"}
-
-
-def resolve_generator_sizes(section: ElectraSection, discriminator: HftkBertConfig) -> ElectraSection:
-    """Every generator size set: given ones kept, the rest from the discriminator. ValueError if the generator is larger."""
-    hidden = section.generator_hidden_size or max(1, discriminator.hidden_size // 4)
-    layers = section.generator_num_hidden_layers or discriminator.num_hidden_layers
-    if hidden > discriminator.hidden_size:
-        raise ValueError(
-            f"electra.generator_hidden_size ({hidden}) exceeds the discriminator's hidden_size ({discriminator.hidden_size}): "
-            "the generator must be smaller (the paper uses 1/4 to 1/2 of the width)"
-        )
-    if layers > discriminator.num_hidden_layers:
-        raise ValueError(
-            f"electra.generator_num_hidden_layers ({layers}) exceeds the discriminator's num_hidden_layers "
-            f"({discriminator.num_hidden_layers}): the generator must not be deeper"
-        )
-    heads = section.generator_num_attention_heads
-    if heads is None:  # the discriminator's head size where it divides the width, else fewer, wider heads
-        heads = max(1, round(discriminator.num_attention_heads * hidden / discriminator.hidden_size))
-        while hidden % heads:
-            heads -= 1
-    if hidden % heads:
-        raise ValueError(f"electra.generator_hidden_size ({hidden}) must be a multiple of electra.generator_num_attention_heads ({heads})")
-    intermediate = section.generator_intermediate_size or max(
-        1, discriminator.intermediate_size * hidden // discriminator.hidden_size
-    )
-    return section.model_copy(
-        update=dict(
-            generator_hidden_size=hidden,
-            generator_num_hidden_layers=layers,
-            generator_num_attention_heads=heads,
-            generator_intermediate_size=intermediate,
-        )
-    )
 
 
 def generator_config(section: ElectraSection, discriminator: HftkBertConfig) -> HftkBertConfig:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from hftk.commands.pipeline import LoadedPipeline
+    from hftk.recipe.pipeline import LoadedPipeline
 
 HEADER = ["teacher stage", "model", "stage", "layers", "metric", "score", "share of teacher", "parameters", "weights on disk"]
 
@@ -43,8 +43,7 @@ def weights_bytes(folder: Path) -> int:
 
 def compression_rows(pipeline: LoadedPipeline, stages: dict[str, dict]) -> list[dict[str, Any]]:
     """Teacher, students and int8 copies per finetune stage that has any of them (none: an empty list)."""
-    from hftk.commands.pipeline import quantized_stage
-    from hftk.reporting.report import reported_metric
+    from hftk.reporting.stages import quantized_stage, reported_metric
 
     quantized = set(pipeline.spec.quantize)
     rows = []

@@ -26,11 +26,12 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from hftk.reporting import noise  # noqa: E402
 from hftk.reporting.compression import compression_markdown, compression_rows  # noqa: E402
+from hftk.reporting.stages import reported_metric  # noqa: E402
 from hftk.errors import HftkError  # noqa: E402
 from hftk.training.checkpoint import write_json_atomic  # noqa: E402
 
 if TYPE_CHECKING:
-    from hftk.commands.pipeline import LoadedPipeline
+    from hftk.recipe.pipeline import LoadedPipeline
 
 # Bookkeeping counts and thresholds are not results; losses are plotted as curves instead.
 NOT_RESULTS = ("loss", "perplexity", "total", "thresh", "samples")
@@ -71,17 +72,6 @@ def result_keys(metrics: dict[str, Any], main_metric: str | None) -> list[str]:
         keys.remove(main_metric)
         keys.insert(0, main_metric)
     return keys
-
-
-def reported_metric(metrics: dict[str, Any], main_metric: str | None) -> str | None:
-    """The number a stage is judged by: `test_<main>` when a test file was scored once, else `eval_<main>`.
-
-    The validation file chose the checkpoint, so its score is optimistic; the test score is not.
-    """
-    if not main_metric:
-        return None
-    test_key = "test_" + noise.metric_name(main_metric)
-    return test_key if test_key in metrics else main_metric
 
 
 def samples_for(metrics: dict[str, Any], key: str) -> int | None:
@@ -128,7 +118,7 @@ def _values(folders: list[Path], key: str) -> tuple[list[float], int | None]:
 
 def main_comparisons(pipeline: LoadedPipeline, stages: dict[str, dict]) -> list[dict[str, Any]]:
     """Per task, the main metric: pretrained vs baseline over every whole-training-set run (one, or one per seed)."""
-    from hftk.commands.pipeline import BASELINE_PREFIX
+    from hftk.recipe.pipeline import BASELINE_PREFIX
 
     rows = []
     for name, recipe in pipeline.finetune.items():
@@ -175,7 +165,8 @@ def learning_curves(pipeline: LoadedPipeline, stages: dict[str, dict]) -> dict[s
 
 def collect(pipeline: LoadedPipeline) -> tuple[dict[str, Any], dict[str, dict]]:
     """report.json's content: every stage's metrics, and per task the pretrained vs baseline rows."""
-    from hftk.commands.pipeline import BASELINE_PREFIX, PRETRAIN_STAGE, trained_stages
+    from hftk.recipe.pipeline import BASELINE_PREFIX, PRETRAIN_STAGE
+    from hftk.reporting.stages import trained_stages
 
     stages = {name: read_stage(pipeline.stage_dir(name)) for name in trained_stages(pipeline)}
     results = []
@@ -231,7 +222,7 @@ def _save(figure, path: Path) -> None:
 
 def loss_panels(stages: dict[str, dict]) -> dict[str, dict[str, list[dict]]]:
     """Panel title -> {curve label -> log history}: pretraining alone, each task with its baseline."""
-    from hftk.commands.pipeline import BASELINE_PREFIX
+    from hftk.recipe.pipeline import BASELINE_PREFIX
 
     panels: dict[str, dict[str, list[dict]]] = {}
     for name, stage in stages.items():

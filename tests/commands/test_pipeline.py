@@ -212,7 +212,8 @@ def test_a_second_run_skips_finished_stages_resumes_an_interrupted_one_and_resta
     assert "running stage" not in again.stdout and "differs" not in again.stdout
     assert before == {stage: (out / stage / "model.safetensors").stat().st_mtime_ns for stage in STAGES}
 
-    from hftk.commands.pipeline import load_pipeline, recipe_changed
+    from hftk.recipe.pipeline import load_pipeline
+    from hftk.commands.run import recipe_changed
 
     sets = ["finetune.*.training.max_steps=3", "pretrain.training.max_steps=8"]
     assert not recipe_changed(out / "fine_foods", load_pipeline(path, sets).finetune["fine_foods"])
@@ -266,7 +267,7 @@ def test_a_bad_pipeline_key_is_one_line_and_exit_2(tmp_path):
 )
 def test_bad_pipelines_fail_on_load_naming_the_key(tmp_path, change, overrides, needle):
     from hftk.errors import HftkError
-    from hftk.commands.pipeline import load_pipeline
+    from hftk.recipe.pipeline import load_pipeline
 
     data = tiny_pipeline(tmp_path)
     change(data)
@@ -277,7 +278,7 @@ def test_bad_pipelines_fail_on_load_naming_the_key(tmp_path, change, overrides, 
 
 @pytest.mark.parametrize("name", ["pipeline-shared", "pipeline-tiny"])
 def test_shipped_pipelines_validate_and_point_at_the_shared_data(name, monkeypatch):
-    from hftk.commands.pipeline import load_pipeline
+    from hftk.recipe.pipeline import load_pipeline
 
     monkeypatch.chdir(Path(__file__).resolve().parents[2])  # their paths are relative to the repository root
     pipeline = load_pipeline(name)
@@ -294,7 +295,8 @@ def test_shipped_pipelines_validate_and_point_at_the_shared_data(name, monkeypat
 
 def test_push_uploads_every_trained_stage_under_the_prefix(pipeline_run, monkeypatch):
     import hftk.hub
-    from hftk.commands.pipeline import load_pipeline, push_all
+    from hftk.recipe.pipeline import load_pipeline
+    from hftk.commands.run import push_all
 
     path, out, _ = pipeline_run
     calls = []
@@ -335,7 +337,8 @@ def test_distill_and_quantize_stages_and_the_report_rows(pipeline_run):
 
 def test_shipped_pipeline_finds_its_data_from_another_folder_and_a_missing_file_fails_before_any_stage(tmp_path, monkeypatch):
     from hftk.errors import HftkError
-    from hftk.commands.pipeline import check_pipeline_inputs, load_pipeline, run_pipeline
+    from hftk.recipe.pipeline import load_pipeline
+    from hftk.commands.run import check_pipeline_inputs, run_pipeline
 
     monkeypatch.chdir(tmp_path)  # not the repository root: ../shared is not beside the current folder
     pipeline = load_pipeline("pipeline-tiny")
@@ -352,7 +355,7 @@ def test_shipped_pipeline_finds_its_data_from_another_folder_and_a_missing_file_
 
 def test_a_learning_rate_left_to_the_model_is_not_a_changed_recipe(tmp_path):
     """A finished stage records the rate the run picked; the pipeline's null (by model) must match it."""
-    from hftk.commands.pipeline import recipe_changed
+    from hftk.commands.run import recipe_changed
     from hftk.recipe import FinetuneRecipe, dump_recipe, load_recipe
 
     recipe = load_recipe(FinetuneRecipe, "finetune-classification")

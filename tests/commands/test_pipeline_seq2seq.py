@@ -253,7 +253,7 @@ def _set_task(index: int, task: str, **extra):
     ],
 )
 def test_a_task_that_does_not_fit_the_pretrained_model_fails_on_load(tmp_path, change, needle):
-    from hftk.commands.pipeline import load_pipeline
+    from hftk.recipe.pipeline import load_pipeline
     from hftk.errors import HftkError
 
     data = tiny_pipeline(tmp_path)
@@ -275,7 +275,7 @@ def test_the_cli_refuses_translation_on_an_encoder_before_anything_runs(tmp_path
 
 
 def test_shipped_seq2seq_pipeline_validates_and_points_at_the_shared_data(monkeypatch):
-    from hftk.commands.pipeline import load_pipeline
+    from hftk.recipe.pipeline import load_pipeline
 
     monkeypatch.chdir(Path(__file__).resolve().parents[2])  # its paths are relative to the repository root
     pipeline = load_pipeline("pipeline-seq2seq")

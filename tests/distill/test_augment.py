@@ -79,8 +79,8 @@ def test_copies_replace_whole_words_with_the_lms_best_words_reproducibly(mlm):
 def test_distill_with_augmentation_trains_on_teacher_labelled_copies(mlm, tmp_path):
     from transformers import AutoTokenizer
 
-    from hftk.distill.recipe import DistillRecipe
-    from hftk.distill.run import distill
+    from hftk.recipe.distill import DistillRecipe
+    from hftk.commands.distill import distill
     from hftk.models import HftkBertConfig, HftkBertForSequenceClassification
     from hftk.recipe import load_recipe
 

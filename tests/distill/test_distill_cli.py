@@ -200,8 +200,8 @@ def test_bad_setups_are_one_line_errors_and_write_nothing(case, models, files, t
 
 def test_teacher_runs_once_per_example_not_per_epoch(models, files, tmp_path, monkeypatch):
     """Three epochs, one teacher pass: its forward runs once per batch of the caching pass."""
-    import hftk.distill.run as run
-    from hftk.distill.recipe import DistillRecipe
+    import hftk.commands.distill as run
+    from hftk.recipe.distill import DistillRecipe
     from hftk.recipe import load_recipe
 
     calls = []

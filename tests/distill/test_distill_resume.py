@@ -23,8 +23,8 @@ SHARED = Path(os.environ.get("HFTK_SHARED_DIR", Path(__file__).resolve().parents
 
 def test_interrupted_distillation_resumes_to_the_uninterrupted_weights(tmp_path, monkeypatch):
     from hftk.data.tokenizer import train_tokenizer
-    from hftk.distill.recipe import DistillRecipe
-    from hftk.distill.run import distill
+    from hftk.recipe.distill import DistillRecipe
+    from hftk.commands.distill import distill
     from hftk.models import HftkBertConfig, HftkBertForSequenceClassification
     from hftk.recipe import load_recipe
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hftk.commands.pipeline import load_pipeline
+from hftk.recipe.pipeline import load_pipeline
 from hftk.reporting.report import write_report
 
 PNG = b"\x89PNG\r\n\x1a\n"

@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from hftk.data.tokenizer import load_tokenizer
 from hftk.distill.augment import featurize_unlabeled, load_proposer, load_unlabeled, perturbed_copies
 from hftk.distill.model import DistillationCollator, DistillationModel, layer_map
-from hftk.distill.recipe import DistillRecipe
+from hftk.recipe.distill import DistillRecipe
 from hftk.distill.student import write_fresh_student, write_layer_selection
 from hftk.distill.teacher import TASK_KINDS, cache_teacher_outputs, load_teacher, teacher_labels
 from hftk.errors import HftkError

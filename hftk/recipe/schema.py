@@ -1,25 +1,25 @@
-"""Recipes: YAML files validated into typed objects, with `--set a.b=c` overrides.
+"""The recipe sections of `hftk pretrain` and `hftk finetune`: typed, validated, with defaults.
 
 A typo'd key, a wrong type or an impossible value fails on load with one line that names
-the key, before any data is read or any folder is written.
+the key, before any data is read or any folder is written (`hftk.recipe.loading`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
-
-from hftk.errors import HftkError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # transformers (and hftk.models, which needs torch) are imported where a check needs them, so a
 # recipe error is reported without paying seconds of imports first.
 
-RECIPES_DIR = Path(__file__).parent / "recipes"
+
+def did_you_mean(name: str, choices, prefix: str = "") -> str:
+    """"; did you mean X?" for a near miss among `choices`, else ""."""
+    close = difflib.get_close_matches(name, [str(c) for c in choices], n=1, cutoff=0.6)
+    return f"; did you mean {prefix}{close[0]}?" if close else ""
 
 
 class Section(BaseModel):
@@ -179,6 +179,40 @@ class ElectraSection(Section):
     temperature: float = Field(1.0, gt=0, description="the generator's softmax temperature when sampling replacements")
 
 
+def resolve_generator_sizes(section: ElectraSection, discriminator) -> ElectraSection:
+    """Every generator size set: given ones kept, the rest from the discriminator config. ValueError if the generator is larger."""
+    hidden = section.generator_hidden_size or max(1, discriminator.hidden_size // 4)
+    layers = section.generator_num_hidden_layers or discriminator.num_hidden_layers
+    if hidden > discriminator.hidden_size:
+        raise ValueError(
+            f"electra.generator_hidden_size ({hidden}) exceeds the discriminator's hidden_size ({discriminator.hidden_size}): "
+            "the generator must be smaller (the paper uses 1/4 to 1/2 of the width)"
+        )
+    if layers > discriminator.num_hidden_layers:
+        raise ValueError(
+            f"electra.generator_num_hidden_layers ({layers}) exceeds the discriminator's num_hidden_layers "
+            f"({discriminator.num_hidden_layers}): the generator must not be deeper"
+        )
+    heads = section.generator_num_attention_heads
+    if heads is None:  # the discriminator's head size where it divides the width, else fewer, wider heads
+        heads = max(1, round(discriminator.num_attention_heads * hidden / discriminator.hidden_size))
+        while hidden % heads:
+            heads -= 1
+    if hidden % heads:
+        raise ValueError(f"electra.generator_hidden_size ({hidden}) must be a multiple of electra.generator_num_attention_heads ({heads})")
+    intermediate = section.generator_intermediate_size or max(
+        1, discriminator.intermediate_size * hidden // discriminator.hidden_size
+    )
+    return section.model_copy(
+        update=dict(
+            generator_hidden_size=hidden,
+            generator_num_hidden_layers=layers,
+            generator_num_attention_heads=heads,
+            generator_intermediate_size=intermediate,
+        )
+    )
+
+
 class PretrainRecipe(Section):
     """`hftk pretrain`: objective, model, tokenizer, data, training and output."""
 
@@ -227,8 +261,6 @@ class PretrainRecipe(Section):
                 f"({positions}); lower the first or raise the second"
             )
         if self.objective == "electra" and self.model.name_or_path is None:
-            from hftk.objectives.electra import resolve_generator_sizes
-
             sizes = resolve_generator_sizes(self.electra or ElectraSection(), MODEL_TYPES["hftk_bert"](**self.model.config))
             if self.electra != sizes:
                 self.electra = sizes  # validates again, with every size now set
@@ -345,179 +377,3 @@ class FinetuneRecipe(Section):
 # ---------------------------------------------------------------------------------------------
 # Loading, overrides, error messages
 # ---------------------------------------------------------------------------------------------
-
-
-def recipe_paths() -> dict[str, Path]:
-    """Shipped recipes by name (file stem)."""
-    return {path.stem: path for path in sorted(RECIPES_DIR.glob("*.yaml"))}
-
-
-def resolve_recipe_path(name_or_path: str | Path) -> Path:
-    path = Path(name_or_path)
-    if path.is_file():
-        return path
-    shipped = recipe_paths()
-    if str(name_or_path) in shipped:
-        return shipped[str(name_or_path)]
-    flag_value = str(name_or_path).lower() in ("true", "false", "yes", "no", "on", "off", "1", "0")
-    hint = "; flags such as --resume and --overwrite take no value" if flag_value else ""
-    raise HftkError(
-        f"recipe {name_or_path} not found: give a YAML file path or one of {', '.join(shipped)} "
-        f"(see `hftk recipes list`){hint}"
-    )
-
-
-def read_yaml(path: Path) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(error, "problem", None) or "invalid YAML"
-        raise HftkError(f"{path}{where}: YAML syntax error ({problem}); fix the file") from None
-    except UnicodeDecodeError:
-        raise HftkError(f"{path} is not UTF-8 text; save the recipe as UTF-8 YAML") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise HftkError(f"{path}: a recipe must be a YAML mapping of sections, got {type(data).__name__}")
-    return data
-
-
-def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply `a.b.c=value` overrides; values are parsed as YAML (numbers, booleans, lists)."""
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key.strip():
-            raise HftkError(f"--set {item!r}: expected KEY=VALUE, e.g. --set training.learning_rate=3e-4")
-        try:
-            value = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            value = raw
-        value = _yaml11_float(value)
-        node = data
-        parts = key.strip().split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise HftkError(f"--set {key}: {part} is not a section")
-            node = child
-        node[parts[-1]] = value
-    return data
-
-
-def _yaml11_float(value: Any) -> Any:
-    """YAML 1.1 reads `3e-4` (no dot) as a string; on the command line everyone means a number."""
-    if isinstance(value, str):
-        try:
-            return float(value) if any(c in value.lower() for c in "e.") and value.strip() else value
-        except ValueError:
-            return value
-    return value
-
-
-def did_you_mean(name: str, choices, prefix: str = "") -> str:
-    """"; did you mean X?" for a near miss among `choices`, else ""."""
-    close = difflib.get_close_matches(name, [str(c) for c in choices], n=1, cutoff=0.6)
-    return f"; did you mean {prefix}{close[0]}?" if close else ""
-
-
-def _section_class(recipe_class: type[BaseModel], path: tuple) -> type[BaseModel] | None:
-    """The recipe section class at `path` (e.g. ("training",) -> TrainingSection), if any."""
-    current: Any = recipe_class
-    for part in path:
-        field = getattr(current, "model_fields", {}).get(str(part))
-        if field is None:
-            return None
-        current = field.annotation
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            continue
-        candidates = [a for a in getattr(current, "__args__", ()) if isinstance(a, type) and issubclass(a, BaseModel)]
-        if not candidates:
-            return None
-        current = candidates[0]
-    return current if isinstance(current, type) and issubclass(current, BaseModel) else None
-
-
-def _blame(key: str, source: str, set_keys: list[str]) -> str:
-    """An error on a key given with --set is the command line's, not the recipe file's."""
-    for given in set_keys:
-        if key == given or key.startswith(given + ".") or given.startswith(key + "."):
-            return f"--set {given}"
-    return source
-
-
-def format_validation_error(
-    error: ValidationError, source: str, recipe_class: type[BaseModel] | None = None, set_keys: list[str] | None = None
-) -> str:
-    first = error.errors()[0]
-    key = ".".join(str(part) for part in first["loc"])
-    if not key:  # a check across keys: blame a --set key the message names
-        message = first["msg"].removeprefix("Value error, ")
-        named = [g for g in set_keys or [] if g in message or (g.startswith("model.config.") and g.rsplit(".", 1)[-1] in message)]
-        return f"{f'--set {named[0]}' if named else source}: {message}"
-    source = _blame(key, source, set_keys or [])
-    if first["type"] == "extra_forbidden":
-        section = _section_class(recipe_class, tuple(first["loc"][:-1])) if recipe_class is not None else None
-        prefix = "".join(f"{part}." for part in first["loc"][:-1])
-        suggestion = did_you_mean(str(first["loc"][-1]), section.model_fields, prefix) if section is not None else ""
-        return (
-            f"{source}: unknown recipe key {key}{suggestion or '; check the spelling'} "
-            "(`hftk recipes show NAME --resolved` lists every key)"
-        )
-    message = first["msg"].removeprefix("Value error, ")
-    value = first.get("input")
-    shown = f" (got {value!r})" if value is not None and not isinstance(value, dict) else ""
-    return f"{source}: recipe key {key}: {message}{shown}"
-
-
-def validate(recipe_class: type[Section], data: dict[str, Any], source: str, set_keys: list[str] | None = None) -> Section:
-    try:
-        return recipe_class.model_validate(data)
-    except ValidationError as error:
-        raise HftkError(format_validation_error(error, source, recipe_class, set_keys)) from None
-
-
-def override_keys(overrides: list[str]) -> list[str]:
-    return [item.partition("=")[0].strip() for item in overrides]
-
-
-def load_recipe(
-    recipe_class: type[Section],
-    name_or_path: str | Path | None = None,
-    overrides: list[str] | None = None,
-    base: dict[str, Any] | None = None,
-) -> Section:
-    """Read a recipe (file or shipped name), apply overrides, validate."""
-    data: dict[str, Any] = dict(base or {})
-    source = "recipe"
-    if name_or_path is not None:
-        path = resolve_recipe_path(name_or_path)
-        data = read_yaml(path)
-        source = str(path)
-    apply_overrides(data, overrides or [])
-    return validate(recipe_class, data, source, override_keys(overrides or []))
-
-
-def dump_recipe(recipe: Section) -> str:
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
-
-
-def resolved_recipe_yaml(name_or_path: str | Path, overrides: list[str] | None = None) -> str:
-    """Every key a run of this recipe (or pipeline) resolves, defaults included, as YAML."""
-    path = resolve_recipe_path(name_or_path)
-    raw = read_yaml(path)
-    header = f"# {path.name} resolved: every key with the value a run uses (defaults included)\n"
-    if "pretrain" in raw and "objective" not in raw:  # an `hftk run` pipeline: each stage's recipe
-        from hftk.commands.pipeline import load_pipeline
-
-        pipeline = load_pipeline(path, overrides or [])
-        stages = {"pretrain": pipeline.pretrain.model_dump(mode="json")}
-        stages.update({name: recipe.model_dump(mode="json") for name, recipe in pipeline.finetune.items()})
-        body = {"pipeline": pipeline.spec.model_dump(mode="json", include={"output_dir", "baseline", "push"}), "stages": stages}
-        return header + yaml.safe_dump(body, sort_keys=False)
-    recipe = load_recipe(FinetuneRecipe if "task" in raw else PretrainRecipe, path, overrides or [])
-    note = ""
-    if isinstance(recipe, FinetuneRecipe):
-        note = "# data.max_seq_length / doc_stride left null here are derived from the model at run time\n"
-    return header + note + dump_recipe(recipe)

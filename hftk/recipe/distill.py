@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from hftk.recipe import FinetuneDataSection, FinetuneRecipe, OutputSection, Section, _as_list
+from hftk.recipe.schema import FinetuneDataSection, FinetuneRecipe, OutputSection, Section, _as_list
 
 
 class TeacherSection(Section):

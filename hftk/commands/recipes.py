@@ -1,0 +1,42 @@
+"""`hftk recipes list|show`: the recipes that ship with hftk, as shipped or with every key resolved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from hftk.recipe.pipeline import load_pipeline
+from hftk.recipe import FinetuneRecipe, PretrainRecipe, dump_recipe, load_recipe, read_yaml, recipe_paths, resolve_recipe_path
+
+
+def recipe_summaries() -> list[str]:
+    """One line per shipped recipe: its name and the first comment line of the file."""
+    lines = []
+    for name, path in recipe_paths().items():
+        summary = next((line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
+        lines.append(f"{name:28s} {summary}")
+    return lines
+
+
+def shipped_text(name_or_path: str | Path) -> str:
+    """The recipe file exactly as shipped (or as found at the path)."""
+    return resolve_recipe_path(name_or_path).read_text()
+
+
+def resolved_recipe_yaml(name_or_path: str | Path, overrides: list[str] | None = None) -> str:
+    """Every key a run of this recipe (or pipeline) resolves, defaults included, as YAML."""
+    path = resolve_recipe_path(name_or_path)
+    raw = read_yaml(path)
+    header = f"# {path.name} resolved: every key with the value a run uses (defaults included)\n"
+    if "pretrain" in raw and "objective" not in raw:  # an `hftk run` pipeline: each stage's recipe
+        pipeline = load_pipeline(path, overrides or [])
+        stages = {"pretrain": pipeline.pretrain.model_dump(mode="json")}
+        stages.update({name: recipe.model_dump(mode="json") for name, recipe in pipeline.finetune.items()})
+        body = {"pipeline": pipeline.spec.model_dump(mode="json", include={"output_dir", "baseline", "push"}), "stages": stages}
+        return header + yaml.safe_dump(body, sort_keys=False)
+    recipe = load_recipe(FinetuneRecipe if "task" in raw else PretrainRecipe, path, overrides or [])
+    note = ""
+    if isinstance(recipe, FinetuneRecipe):
+        note = "# data.max_seq_length / doc_stride left null here are derived from the model at run time\n"
+    return header + note + dump_recipe(recipe)
