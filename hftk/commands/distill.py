@@ -156,7 +156,7 @@ class Distiller:
 
     def _teacher_features(self) -> datasets.Dataset:
         """The training rows tokenised for the teacher (classification only: one row per example, same order)."""
-        from hftk.commands.finetune import build_task
+        from hftk.tasks.build import build_task
 
         return build_task(self.recipe, self.teacher_tokenizer).train
 

@@ -114,7 +114,7 @@ def perturbed_copies(
     Reproducible: copy c of text i draws from a generator seeded by (seed, i, c), and the LM runs
     in eval mode.
     """
-    from hftk.objectives.distill import split_head
+    from hftk.distill.model import split_head
 
     valid, ascii_valid, words = word_table(tokenizer)
     split = split_head(model)

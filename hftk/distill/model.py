@@ -8,12 +8,15 @@ for hidden-state matching is training machinery and is thrown away, as in TinyBE
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from hftk.distill.loss import MASKED, distillation_loss, hidden_state_loss, regression_distillation_loss
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 TEACHER_KEYS = ("teacher_logits", "teacher_start_logits", "teacher_end_logits")
 
@@ -135,3 +138,15 @@ class DistillationCollator:
                     padded[i, :n] = row[:n]
             batch[key] = padded
         return batch
+
+
+def split_head(model: PreTrainedModel) -> tuple[nn.Module, nn.Module] | None:
+    """(body, vocabulary head) of an LM whose head is its one other child (hftk, BERT, RoBERTa, GPT-2, Llama).
+
+    None when the head is spread over several modules (e.g. DistilBERT): the full logits are used then.
+    """
+    body = model.base_model
+    if body is model:
+        return None
+    heads = [child for child in model.children() if child is not body and any(True for _ in child.parameters())]
+    return (body, heads[0]) if len(heads) == 1 else None

@@ -33,23 +33,12 @@ from torch.utils.checkpoint import checkpoint
 from transformers import AutoConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutput, MaskedLMOutput
 
+from hftk.distill.model import split_head
 from hftk.errors import HftkError
 from hftk.recipe import PretrainRecipe
 
 IGNORE = -100
 CHUNK_LOGITS = 2**23  # logits per chunk (32 MB in float32): rows = CHUNK_LOGITS // vocab
-
-
-def split_head(model: PreTrainedModel) -> tuple[nn.Module, nn.Module] | None:
-    """(body, vocabulary head) of an LM whose head is its one other child (hftk, BERT, RoBERTa, GPT-2, Llama).
-
-    None when the head is spread over several modules (e.g. DistilBERT): the full logits are used then.
-    """
-    body = model.base_model
-    if body is model:
-        return None
-    heads = [child for child in model.children() if child is not body and any(True for _ in child.parameters())]
-    return (body, heads[0]) if len(heads) == 1 else None
 
 
 def _chunk_losses(

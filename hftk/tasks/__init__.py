@@ -37,3 +37,4 @@ def get_task(name: str) -> Callable[..., TaskData]:
         raise HftkError(f"unknown task {name!r}; choose one of {', '.join(TASKS)}")
     module, function = TASKS[name]
     return getattr(importlib.import_module(module), function)
+

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from transformers import BertConfig, BertForMaskedLM
 
 from hftk.models import HftkBertConfig, HftkBertForMaskedLM, HftkGptConfig, HftkGptForCausalLM
-from hftk.objectives.distill import PretrainDistillation, split_head
+from hftk.distill.model import split_head
+from hftk.objectives.distill import PretrainDistillation
 
 TINY = dict(vocab_size=97, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=48,
             max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
