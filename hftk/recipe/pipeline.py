@@ -250,7 +250,7 @@ def train_set_size(recipe: FinetuneRecipe) -> int | None:
         return None
     from datasets.utils import logging as datasets_logging
 
-    from hftk.tasks.common import load_splits
+    from hftk.data.splits import load_splits
 
     shown = datasets_logging.is_progress_bar_enabled()
     datasets_logging.disable_progress_bar()  # a count on load: no progress bar before a possible one-line error
