@@ -27,7 +27,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_models
 
-from hftk.models import modeling_hftk
+from hftk.models import attention_hftk
 
 LEVERS = ["sdpa-bf16", "optimizer-foreach", "optimizer-forloop", "threads-1", "compile"]
 
@@ -42,14 +42,14 @@ def optimizer_for(model, lever: str | None):
 
 def measure(model, optimizer, batch, steps: int, dtype: str, lever: str | None, threads: int) -> float:
     """tokens/s of `steps` steps with `lever` switched on only for this call."""
-    slow_bf16_sdpa = modeling_hftk._slow_bf16_sdpa
+    slow_bf16_sdpa = attention_hftk._slow_bf16_sdpa
     if lever == "sdpa-bf16":
-        modeling_hftk._slow_bf16_sdpa = lambda device: False
+        attention_hftk._slow_bf16_sdpa = lambda device: False
     torch.set_num_threads(1 if lever == "threads-1" else threads)
     try:
         return bench_models.train_tokens_per_second(model, optimizer, batch, steps, dtype)
     finally:
-        modeling_hftk._slow_bf16_sdpa = slow_bf16_sdpa
+        attention_hftk._slow_bf16_sdpa = slow_bf16_sdpa
         torch.set_num_threads(threads)
 
 

@@ -84,7 +84,7 @@ def test_uploaded_files_load_without_hftk_and_give_the_same_logits(run_folder, t
     files = select_upload_files(folder)
     assert not any(f.startswith(("checkpoints/", "logs/")) for f in files)
     assert {"model.safetensors", "config.json", "configuration_hftk.py", "modeling_hftk.py", "modeling_hftk_bert.py",
-            "tokenizer.json", "README.md", "metrics.json", "recipe.yaml"} <= set(files)
+            "attention_hftk.py", "cache_compat_hftk.py", "loss_hftk.py", "tokenizer.json", "README.md", "metrics.json", "recipe.yaml"} <= set(files)
     upload = tmp_path / "upload"
     for name in files:
         (upload / name).parent.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,7 @@ from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, PreTrainedModel
 
-from hftk.commands.pretrain_stream import streaming_data
+from hftk.data.pretrain_stream import streaming_data
 from hftk.data.corpus import load_text_corpus
 from hftk.data.packing import tokenize_and_pack
 from hftk.data.tokenizer import load_tokenizer, train_tokenizer

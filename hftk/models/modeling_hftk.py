@@ -6,10 +6,8 @@ it) next to the weights, so it may import only torch/transformers and nothing el
 Shapes: B batch, T query length, S key length (T + cached tokens), H heads, D head size.
 """
 
-import inspect
 import math
 from collections.abc import Callable
-from contextlib import nullcontext
 
 import torch
 import torch.nn.functional as F
@@ -17,13 +15,15 @@ from torch import nn
 from transformers import PreTrainedModel
 from transformers.activations import ACT2FN
 from transformers.cache_utils import Cache, DynamicCache, EncoderDecoderCache
-from transformers.masking_utils import create_bidirectional_mask, create_causal_mask
+from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_layers import GradientCheckpointingLayer
 from transformers.modeling_outputs import BaseModelOutputWithPast
 from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.processing_utils import Unpack
-from transformers.utils import ModelOutput, TransformersKwargs
+from transformers.utils import TransformersKwargs
 
+from .attention_hftk import ATTENTION_FUNCTIONS
+from .cache_compat_hftk import cache_field, causal_mask, replays_in_backward
 from .configuration_hftk import HftkConfig
 
 # ---------------------------------------------------------------------------------------------
@@ -175,7 +175,8 @@ class SelfAttention(nn.Module):
     """Multi-head self-attention with one fused QKV projection.
 
     The kernel is chosen by `config._attn_implementation` (`sdpa` by default, `eager` as the
-    reference, or any function registered in transformers' `ALL_ATTENTION_FUNCTIONS`).
+    reference, or any function registered in transformers' `AttentionInterface`); hftk's
+    `sdpa` entry is attention_hftk's (float32 for bf16 on CPUs without AMX).
     """
 
     def __init__(self, config: HftkConfig, layer_idx: int, is_causal: bool) -> None:
@@ -212,36 +213,18 @@ class SelfAttention(nn.Module):
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), qkv[:, :, 2].transpose(1, 2)
         if past_key_values is not None:
             k, v = past_key_values.update(k, v, self.layer_idx)
-        upcast = q.dtype == torch.bfloat16 and self.config._attn_implementation == "sdpa" and _slow_bf16_sdpa(q.device)
-        if upcast:
-            # Without AMX, PyTorch's bf16 flash-attention kernel (forward + backward) is ~1.4x slower
-            # than the float32 one plus these casts; autocast (which would cast SDPA's inputs back to
-            # bf16) is off for the call, and out_proj casts the output back (benchmarks/PROFILE.md).
-            q, k, v = q.float(), k.float(), v.float()
-        attention: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
-            self.config._attn_implementation, eager_attention_forward
+        attention: Callable = ATTENTION_FUNCTIONS.get_interface(self.config._attn_implementation, eager_attention_forward)
+        out, weights = attention(
+            self,
+            q,
+            k,
+            v,
+            attention_mask,
+            dropout=self.attention_dropout if self.training else 0.0,
+            scaling=self.scaling,
+            **kwargs,
         )
-        with torch.autocast(q.device.type, enabled=False) if upcast else nullcontext():
-            out, weights = attention(
-                self,
-                q,
-                k,
-                v,
-                attention_mask,
-                dropout=self.attention_dropout if self.training else 0.0,
-                scaling=self.scaling,
-                **kwargs,
-            )
-        return self.out_proj(out.reshape(batch, length, -1).to(qkv.dtype)), weights
-
-
-# Read once: a plain bool is free per call and constant under torch.compile.
-_CPU_HAS_AMX = bool(getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)())
-
-
-def _slow_bf16_sdpa(device: torch.device) -> bool:
-    """A CPU without AMX tiles: bf16 matmuls there run on AVX-512, where float32 attention wins."""
-    return device.type == "cpu" and not _CPU_HAS_AMX
+        return self.out_proj(out.reshape(batch, length, -1)), weights
 
 
 class CrossAttention(nn.Module):
@@ -320,16 +303,28 @@ class FeedForward(nn.Module):
         return self.down_proj(self.act(h))
 
 
-class Block(GradientCheckpointingLayer):
-    """One Transformer layer: attention then feed-forward, each wrapped in a residual.
+class ResidualLayer(GradientCheckpointingLayer):
+    """A Transformer layer's one way to wrap a sublayer f in a residual:
 
     pre-LN (default): x + f(norm(x)), stable at high learning rates;
     post-LN (BERT):   norm(x + f(x)).
 
     A `GradientCheckpointingLayer`: `model.gradient_checkpointing_enable()` recomputes each
-    block in the backward pass instead of keeping its activations (the hidden state must be
+    layer in the backward pass instead of keeping its activations (the hidden state must be
     passed positionally, everything else by keyword).
     """
+
+    pre_norm: bool
+    dropout: nn.Dropout
+
+    def residual(self, x: torch.Tensor, norm: nn.Module, sublayer: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        if self.pre_norm:
+            return x + self.dropout(sublayer(norm(x)))
+        return norm(x + self.dropout(sublayer(x)))
+
+
+class Block(ResidualLayer):
+    """One Transformer layer: attention then feed-forward, each wrapped in a residual (`ResidualLayer`)."""
 
     def __init__(self, config: HftkConfig, layer_idx: int, is_causal: bool) -> None:
         super().__init__()
@@ -348,16 +343,11 @@ class Block(GradientCheckpointingLayer):
         past_key_values: Cache | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
-        if self.pre_norm:
-            attended, _ = self.attention(self.attention_norm(x), attention_mask, rotary, past_key_values, **kwargs)
-            x = x + self.dropout(attended)
-            return x + self.dropout(self.mlp(self.mlp_norm(x)))
-        attended, _ = self.attention(x, attention_mask, rotary, past_key_values, **kwargs)
-        x = self.attention_norm(x + self.dropout(attended))
-        return self.mlp_norm(x + self.dropout(self.mlp(x)))
+        x = self.residual(x, self.attention_norm, lambda h: self.attention(h, attention_mask, rotary, past_key_values, **kwargs)[0])
+        return self.residual(x, self.mlp_norm, self.mlp)
 
 
-class DecoderBlock(GradientCheckpointingLayer):
+class DecoderBlock(ResidualLayer):
     """A decoder layer of an encoder-decoder: causal self-attention, cross-attention to the
     encoder, feed-forward; each sublayer wrapped in a residual, pre-LN or post-LN as `Block`.
 
@@ -377,11 +367,6 @@ class DecoderBlock(GradientCheckpointingLayer):
         self.mlp = FeedForward(config)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def _residual(self, x: torch.Tensor, norm: nn.Module, sublayer: Callable) -> torch.Tensor:
-        if self.pre_norm:
-            return x + self.dropout(sublayer(norm(x)))
-        return norm(x + self.dropout(sublayer(x)))
-
     def forward(
         self,
         x: torch.Tensor,
@@ -393,15 +378,15 @@ class DecoderBlock(GradientCheckpointingLayer):
         **kwargs: Unpack[TransformersKwargs],
     ) -> torch.Tensor:
         self_cache = past_key_values.self_attention_cache if past_key_values is not None else None
-        x = self._residual(
+        x = self.residual(
             x, self.attention_norm, lambda h: self.attention(h, attention_mask, rotary, self_cache, **kwargs)[0]
         )
-        x = self._residual(
+        x = self.residual(
             x,
             self.cross_attention_norm,
             lambda h: self.cross_attention(h, encoder_hidden_states, encoder_attention_mask, past_key_values, **kwargs)[0],
         )
-        return self._residual(x, self.mlp_norm, self.mlp)
+        return self.residual(x, self.mlp_norm, self.mlp)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -528,166 +513,8 @@ class LMPredictionHead(nn.Module):
 
 
 # ---------------------------------------------------------------------------------------------
-# Losses
+# Classification heads' shared pieces
 # ---------------------------------------------------------------------------------------------
-
-
-class _LinearCrossEntropy(torch.autograd.Function):
-    """Sum of cross-entropies of `hidden @ weight.T + bias`, computed `chunk_rows` rows at a time.
-
-    The (rows, vocab) logits never exist in full: each chunk's softmax turns into its gradient
-    in place, in buffers allocated once (on CPU a fresh tensor of this size costs more in page
-    faults than the softmax itself), and the gradients of hidden, weight and bias are complete
-    when forward returns; backward only scales them. Under autocast the matmuls run in the
-    autocast dtype, as nn.Linear would, and the softmax in float32, as transformers' LM losses
-    upcast logits to.
-    """
-
-    @staticmethod
-    def forward(ctx, hidden, weight, bias, labels, denominator, chunk_rows):
-        device = hidden.device.type
-        dtype = torch.get_autocast_dtype(device) if torch.is_autocast_enabled(device) else hidden.dtype
-        accumulate = torch.promote_types(dtype, torch.float32)  # float32 softmax, or float64 if given
-        with torch.autocast(device, enabled=False):
-            h, w = hidden.to(dtype), weight.to(dtype)
-            b = bias.to(dtype) if bias is not None else None
-            rows, vocab = h.shape[0], w.shape[0]
-            grad_h = torch.empty_like(hidden)
-            mixed = dtype != accumulate
-            # Mixed precision accumulates grad_w transposed, (hidden, vocab): that bf16 product is
-            # about 1.4x faster on CPU than the (vocab, hidden) one; float32 is layout-neutral.
-            grad_w = torch.zeros(weight.shape[::-1] if mixed else weight.shape, dtype=accumulate, device=weight.device)
-            grad_b = torch.zeros(vocab, dtype=accumulate, device=weight.device) if bias is not None else None
-            total = torch.zeros((), dtype=accumulate, device=hidden.device)
-            buffer_rows = min(chunk_rows, rows)
-            logits_buffer = torch.empty(buffer_rows, vocab, dtype=dtype, device=h.device)
-            probs_buffer = torch.empty(buffer_rows, vocab, dtype=accumulate, device=h.device) if mixed else logits_buffer
-            partial_w = torch.empty_like(grad_w, dtype=dtype) if mixed else None
-            for start in range(0, rows, chunk_rows):
-                h_chunk, y = h[start : start + chunk_rows], labels[start : start + chunk_rows]
-                index = torch.arange(len(y), device=y.device)
-                logits, probs = logits_buffer[: len(y)], probs_buffer[: len(y)]
-                if b is None:
-                    torch.mm(h_chunk, w.t(), out=logits)
-                else:
-                    torch.addmm(b, h_chunk, w.t(), out=logits)
-                if mixed:
-                    probs.copy_(logits)
-                torch.ops.aten._softmax.out(probs, -1, False, out=probs)  # in place, row by row
-                target = probs[index, y]
-                loss = -target.log()
-                underflow = target < 1e-30  # -log(p) lost to float32 underflow: take it from logsumexp
-                if underflow.any():
-                    rows_lost = F.linear(h_chunk[underflow], w, b).to(accumulate)  # rare: recompute those rows
-                    loss[underflow] = rows_lost.logsumexp(-1) - rows_lost.gather(1, y[underflow, None]).squeeze(1)
-                total += loss.sum()
-                probs[index, y] = target - 1  # d(loss)/d(logits) = softmax - one_hot
-                if grad_b is not None:
-                    grad_b += probs.sum(0)
-                grad = logits.copy_(probs) if mixed else probs
-                if mixed:
-                    grad_h[start : start + chunk_rows] = grad @ w
-                    grad_w += torch.mm(h_chunk.t(), grad, out=partial_w)
-                else:
-                    torch.mm(grad, w, out=grad_h[start : start + chunk_rows])
-                    grad_w.addmm_(grad.t(), h_chunk)
-        grad_h.div_(denominator)
-        grad_w = grad_w.t() if mixed else grad_w
-        grad_w = grad_w.div_(denominator).to(weight.dtype).contiguous()
-        grad_b = grad_b.div_(denominator).to(bias.dtype) if grad_b is not None else None
-        ctx.save_for_backward(grad_h, grad_w, grad_b)
-        return total / denominator
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_output):
-        grad_h, grad_w, grad_b = ctx.saved_tensors
-        grad_b = grad_b * grad_output if grad_b is not None else None
-        return grad_h * grad_output, grad_w * grad_output, grad_b, None, None, None
-
-
-def linear_cross_entropy(
-    hidden: torch.Tensor,
-    weight: torch.Tensor,
-    bias: torch.Tensor | None,
-    labels: torch.Tensor,
-    num_items_in_batch: torch.Tensor | int | None = None,
-    ignore_index: int = -100,
-    chunk_rows: int | None = None,
-) -> torch.Tensor:
-    """`F.cross_entropy(F.linear(hidden, weight, bias), labels)` without materialising the logits.
-
-    The LM head of a small model over a 30-50k vocabulary is most of a training step, and its
-    (tokens, vocab) logits, their float32 copy and their gradient are gigabytes of memory
-    traffic. Here rows with `ignore_index` are dropped first and the rest run in chunks; the
-    mean is over the kept rows, or over `num_items_in_batch` (gradient accumulation) if given.
-    """
-    hidden = hidden.reshape(-1, hidden.shape[-1])
-    labels = labels.reshape(-1).to(hidden.device)
-    keep = labels != ignore_index
-    hidden, labels = hidden[keep], labels[keep]
-    denominator = num_items_in_batch if num_items_in_batch is not None else labels.numel()
-    if torch.is_tensor(denominator):
-        denominator = denominator.to(hidden.device, torch.float32)
-    elif denominator == 0:
-        denominator = float("nan")  # a mean over nothing, as F.cross_entropy gives
-    if chunk_rows is None:
-        chunk_rows = max(64, 2**25 // weight.shape[0])  # about 32M logits (128 MB in float32) per chunk
-    return _LinearCrossEntropy.apply(hidden, weight, bias, labels, denominator, chunk_rows)
-
-
-# transformers 5.24 renamed the KV cache `past_key_values` -> `cache` in create_causal_mask, the model
-# outputs and the kwargs generate() passes; the old names still work there, with a deprecation
-# warning. hftk runs on both sides of the rename, so it names the cache as the installed release does.
-_MASK_CACHE_ARG = "cache" if "cache" in inspect.signature(create_causal_mask).parameters else "past_key_values"
-_OUTPUT_CACHE_FIELD = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
-
-
-def causal_mask(
-    config: HftkConfig, inputs_embeds: torch.Tensor, attention_mask: torch.Tensor | None,
-    cache: Cache | None, position_ids: torch.Tensor,
-) -> torch.Tensor | None:
-    """transformers' `create_causal_mask`, given the cache under the installed release's name for it."""
-    return create_causal_mask(
-        config=config, inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
-        **{_MASK_CACHE_ARG: cache},
-    )
-
-
-def cache_field(cache: Cache | None) -> dict[str, Cache | None]:
-    """The keyword a model output takes its cache under: `**cache_field(cache)`."""
-    return {_OUTPUT_CACHE_FIELD: cache}
-
-
-def replays_in_backward(layers: nn.ModuleList) -> bool:
-    """Gradient checkpointing will rerun these blocks in the backward pass, and so write a KV cache twice.
-
-    transformers' `GradientCheckpointingLayer` drops a cache it finds under its release's name for
-    it (`cache` from 5.24 on), which is not the `past_key_values` hftk's blocks take; so with
-    checkpointing on, the model builds no cache to begin with.
-    """
-    first = layers[0] if len(layers) else None
-    return first is not None and first.gradient_checkpointing and first.training and torch.is_grad_enabled()
-
-
-def take_cache(past_key_values: Cache | None, kwargs: dict) -> Cache | None:
-    """The KV cache a caller passed, as `past_key_values` or as `cache` (generate() from 5.24 on).
-
-    The signatures keep `past_key_values`: the name earlier releases pass and their common model
-    tests look for.
-    """
-    cache = kwargs.pop("cache", None)
-    return past_key_values if past_key_values is not None else cache
-
-
-def output_cache(output: ModelOutput) -> Cache | None:
-    """The KV cache of an output `cache_field` filled (5.24+ warns on reading `.past_key_values`)."""
-    return output.get(_OUTPUT_CACHE_FIELD)
-
-
-def use_fused_lm_loss(model: PreTrainedModel, labels: torch.Tensor | None) -> bool:
-    """Training with labels: compute the LM loss from the hidden states and skip the logits."""
-    return labels is not None and model.training and torch.is_grad_enabled() and model.config.fused_lm_loss
 
 
 def classifier_dropout(config: HftkConfig) -> float:

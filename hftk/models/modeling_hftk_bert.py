@@ -25,10 +25,9 @@ from .modeling_hftk import (
     HftkTransformer,
     LMPredictionHead,
     classifier_dropout,
-    linear_cross_entropy,
     sequence_classification_loss,
-    use_fused_lm_loss,
 )
+from .loss_hftk import linear_cross_entropy, use_fused_lm_loss
 
 
 class HftkBertPreTrainedModel(HftkPreTrainedModel):

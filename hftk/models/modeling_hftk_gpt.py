@@ -20,17 +20,14 @@ from transformers.utils.generic import merge_with_config_defaults
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_hftk import HftkGptConfig
+from .cache_compat_hftk import cache_field, output_cache, take_cache
 from .modeling_hftk import (
     HftkPreTrainedModel,
     HftkTransformer,
-    cache_field,
     classifier_dropout,
-    linear_cross_entropy,
-    output_cache,
     sequence_classification_loss,
-    take_cache,
-    use_fused_lm_loss,
 )
+from .loss_hftk import linear_cross_entropy, use_fused_lm_loss
 
 
 class HftkGptPreTrainedModel(HftkPreTrainedModel):

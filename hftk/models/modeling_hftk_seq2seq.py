@@ -31,6 +31,7 @@ from transformers.utils.output_capturing import capture_outputs
 from .configuration_hftk import HftkSeq2SeqConfig
 from .modeling_hftk_gpt import HftkGptForCausalLM
 from .pipeline_hftk_seq2seq import CUSTOM_PIPELINES
+from .cache_compat_hftk import cache_field, causal_mask, output_cache, replays_in_backward, take_cache
 from .modeling_hftk import (
     Block,
     CrossAttention,
@@ -40,15 +41,9 @@ from .modeling_hftk import (
     HftkTransformer,
     RotaryEmbedding,
     SelfAttention,
-    cache_field,
-    causal_mask,
-    linear_cross_entropy,
     make_norm,
-    output_cache,
-    replays_in_backward,
-    take_cache,
-    use_fused_lm_loss,
 )
+from .loss_hftk import linear_cross_entropy, use_fused_lm_loss
 
 
 def shift_tokens_right(labels: torch.Tensor, pad_token_id: int | None, decoder_start_token_id: int | None) -> torch.Tensor:

@@ -15,7 +15,7 @@ from hftk.models import (
     HftkGptForSequenceClassification,
 )
 
-from hftk.models.modeling_hftk import linear_cross_entropy
+from hftk.models.loss_hftk import linear_cross_entropy
 
 from .tiny import build, tiny_bert_config, tiny_gpt_config
 

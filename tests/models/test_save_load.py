@@ -45,7 +45,8 @@ from hftk.models import (
 from .tiny import build, tiny_bert_config, tiny_gpt_config, tiny_seq2seq_config
 
 IDS = torch.tensor([[5, 17, 33, 8, 41, 9], [22, 7, 61, 4, 90, 3]])
-CODE_FILES = {"configuration_hftk.py", "modeling_hftk.py"}
+# modeling_hftk.py and the siblings it imports relatively: save_pretrained copies them all.
+CODE_FILES = {"configuration_hftk.py", "modeling_hftk.py", "attention_hftk.py", "cache_compat_hftk.py", "loss_hftk.py"}
 
 
 def outputs(model, ids: torch.Tensor = IDS) -> torch.Tensor:

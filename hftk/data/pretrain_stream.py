@@ -1,6 +1,6 @@
 """`hftk pretrain` with `data.streaming: true`: the training stream, its tokenizer and the validation blocks.
 
-Kept beside `pretrain.py` so the cached path there stays as it was: `pretrain` calls
+Kept apart from the cached path so that it stays as it was: `hftk.commands.pretrain` calls
 `streaming_data` instead of `load_text_corpus` + `tokenize_and_pack` and hands the loader to the
 same training loop (which recognises a stream and neither prepares nor measures it).
 """
