@@ -162,86 +162,266 @@ def _train(
     session_start: float,
     interrupt: InterruptFlag,
 ) -> tuple[torch.nn.Module, TrainState]:
-    prepare_model(model, training)
-    optimizer = build_optimizer(model, training)
-    # A streamed corpus (hftk.data.streaming) comes already split across processes, with no length.
-    streamed = getattr(train_dataloader, "is_stream", False)
-    if streamed:
-        model, optimizer = accelerator.prepare(model, optimizer)
-    else:
-        model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
-    accumulation = training.gradient_accumulation_steps
-    steps_per_epoch = 1 if streamed else max(1, math.ceil(len(train_dataloader) / accumulation))
-    budget = Budget(
-        steps_per_epoch=steps_per_epoch,
-        tokens_per_step=hooks.tokens_per_step or 1,
-        max_steps=training.max_steps,
-        num_train_epochs=None if streamed else training.num_train_epochs,
-        max_tokens=training.max_tokens if hooks.tokens_per_step else None,
-        max_time_seconds=training.max_time_minutes * 60 if training.max_time_minutes else None,
-        min_steps=None if training.max_steps is not None else getattr(training, "min_steps", None),
-    )
-    if budget.epochs_raised() and budget.total_steps() == budget.epoch_steps():
-        accelerator.print(
-            f"training.min_steps={budget.min_steps}: {training.num_train_epochs:g} epochs of this training set are only "
-            f"{math.ceil(training.num_train_epochs * steps_per_epoch)} steps; training {budget.total_steps()} steps "
-            f"({budget.total_steps() / steps_per_epoch:.1f} epochs). --set training.min_steps=null keeps the epochs"
-        )
-    scheduler = make_scheduler(training.lr_scheduler_type, optimizer, budget, training.warmup_ratio, training.warmup_steps)
-    accelerator.register_for_checkpointing(scheduler)
-    register_model_state_hooks(accelerator, hooks)
-
-    state = TrainState()
-    rng_at_checkpoint = None
+    run = TrainingRun(accelerator, model, train_dataloader, training, output_dir, hooks, session_start, interrupt)
     if resume:
-        checkpoint = latest_checkpoint(output_dir)
+        run.resume_from_checkpoint()
+    run.start(resume)
+    run.loop()
+    return run.finish()
+
+
+class TrainingRun:
+    """One session of training: set-up, the optimizer step, evaluation and checkpoints, each a method.
+
+    The attributes are what the former closures shared: the prepared model, optimizer, scheduler
+    and loader, the budget, the `TrainState` that checkpoints carry, and the progress bar.
+    """
+
+    def __init__(
+        self,
+        accelerator: Accelerator,
+        model: torch.nn.Module,
+        train_dataloader: torch.utils.data.DataLoader,
+        training: TrainingSection,
+        output_dir: Path,
+        hooks: TrainingHooks,
+        session_start: float,
+        interrupt: InterruptFlag,
+    ) -> None:
+        self.accelerator, self.training, self.output_dir, self.hooks = accelerator, training, output_dir, hooks
+        self.session_start, self.interrupt = session_start, interrupt
+        prepare_model(model, training)
+        optimizer = build_optimizer(model, training)
+        # A streamed corpus (hftk.data.streaming) comes already split across processes, with no length.
+        self.streamed = getattr(train_dataloader, "is_stream", False)
+        if self.streamed:
+            model, optimizer = accelerator.prepare(model, optimizer)
+        else:
+            model, optimizer, train_dataloader = accelerator.prepare(model, optimizer, train_dataloader)
+        self.model, self.optimizer, self.train_dataloader = model, optimizer, train_dataloader
+        self.accumulation = training.gradient_accumulation_steps
+        self.steps_per_epoch = 1 if self.streamed else max(1, math.ceil(len(train_dataloader) / self.accumulation))
+        self.budget = self._budget()
+        self.scheduler = make_scheduler(training.lr_scheduler_type, optimizer, self.budget, training.warmup_ratio, training.warmup_steps)
+        accelerator.register_for_checkpointing(self.scheduler)
+        register_model_state_hooks(accelerator, hooks)
+        self.state = TrainState()
+        self.rng_at_checkpoint = None
+
+    def _budget(self) -> Budget:
+        training, hooks = self.training, self.hooks
+        budget = Budget(
+            steps_per_epoch=self.steps_per_epoch,
+            tokens_per_step=hooks.tokens_per_step or 1,
+            max_steps=training.max_steps,
+            num_train_epochs=None if self.streamed else training.num_train_epochs,
+            max_tokens=training.max_tokens if hooks.tokens_per_step else None,
+            max_time_seconds=training.max_time_minutes * 60 if training.max_time_minutes else None,
+            min_steps=None if training.max_steps is not None else getattr(training, "min_steps", None),
+        )
+        if budget.epochs_raised() and budget.total_steps() == budget.epoch_steps():
+            self.accelerator.print(
+                f"training.min_steps={budget.min_steps}: {training.num_train_epochs:g} epochs of this training set are only "
+                f"{math.ceil(training.num_train_epochs * self.steps_per_epoch)} steps; training {budget.total_steps()} steps "
+                f"({budget.total_steps() / self.steps_per_epoch:.1f} epochs). --set training.min_steps=null keeps the epochs"
+            )
+        return budget
+
+    # -- set-up ----------------------------------------------------------------------------------
+
+    def resume_from_checkpoint(self) -> None:
+        checkpoint = latest_checkpoint(self.output_dir)
         if checkpoint is None:
-            raise HftkError(f"nothing to resume in {output_dir}: no complete checkpoint; run without --resume")
-        accelerator.load_state(str(checkpoint))
-        state = TrainState.load(checkpoint)
+            raise HftkError(f"nothing to resume in {self.output_dir}: no complete checkpoint; run without --resume")
+        self.accelerator.load_state(str(checkpoint))
+        self.state = TrainState.load(checkpoint)
         # Creating a DataLoader iterator draws its base seed from the global RNG. The uninterrupted
         # run drew it at the epoch's start, before this checkpoint's RNG state was saved; a run
         # resumed mid-epoch draws it again below, which would shift every later dropout mask.
-        rng_at_checkpoint = torch.get_rng_state() if state.batches_in_epoch else None
-        accelerator.print(f"Resuming from {checkpoint} (step {state.step})")
-    state.planned_steps = budget.total_steps()
-    wall_before = max(state.wall_seconds, state.elapsed_seconds)  # earlier sessions, up to the checkpoint
-    if accelerator.is_main_process:
-        remove_partial_checkpoints(output_dir)
+        self.rng_at_checkpoint = torch.get_rng_state() if self.state.batches_in_epoch else None
+        self.accelerator.print(f"Resuming from {checkpoint} (step {self.state.step})")
 
-    def save_model_folder(folder: Path, atomic: bool = False) -> None:
-        """Every rank takes part in gathering sharded weights; rank 0 alone writes the folder."""
-        weights = full_state_dict(accelerator, model)
-        if not accelerator.is_main_process:
+    def start(self, resume: bool) -> None:
+        """The clocks, the progress bar and the logging window, from the (possibly resumed) state."""
+        state = self.state
+        state.planned_steps = self.budget.total_steps()
+        self.wall_before = max(state.wall_seconds, state.elapsed_seconds)  # earlier sessions, up to the checkpoint
+        if self.accelerator.is_main_process:
+            remove_partial_checkpoints(self.output_dir)
+        self.total_steps = self.budget.total_steps()
+        self.bar = tqdm(
+            total=self.total_steps,
+            initial=state.step,
+            disable=not self.accelerator.is_local_main_process,
+            desc="training",
+            unit="step",
+            dynamic_ncols=True,
+        )
+        self.start_time = time.perf_counter() - state.elapsed_seconds
+        self.window_loss, self.window_steps, self.window_tokens, self.window_start = 0.0, 0, 0, time.perf_counter()
+        self.stop = False
+        self.last_saved = state.step if resume else -1
+
+    # -- the loop --------------------------------------------------------------------------------
+
+    def loop(self) -> None:
+        """Epochs of optimizer steps until the budget is spent, early stopping says stop or Ctrl-C."""
+        state, budget = self.state, self.budget
+        while not self.stop and not budget.done(state.step, time.perf_counter() - self.start_time):
+            group = self._epoch()
+            if not self.stop and not budget.done(state.step, time.perf_counter() - self.start_time) and len(group) == 0:
+                state.epoch += 1
+                state.batches_in_epoch = 0
+
+    def _batches(self):
+        """This epoch's loader, skipped to the checkpoint's exact data position on a mid-epoch resume."""
+        loader, state = self.train_dataloader, self.state
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(state.epoch)
+        if state.batches_in_epoch and self.streamed:  # rebuilt and skipped
+            return loader.skip_first_batches(state.batches_in_epoch)
+        if state.batches_in_epoch:
+            return self.accelerator.skip_first_batches(loader, state.batches_in_epoch)
+        return loader
+
+    def _epoch(self) -> list:
+        """Optimizer steps over (the rest of) one epoch; returns the last group of batches (empty at the epoch's end)."""
+        iterator = iter(self._batches())
+        while True:
+            group = list(islice(iterator, self.accumulation))
+            if self.rng_at_checkpoint is not None:  # the loader's iterator is lazy: it drew its seed just now
+                torch.set_rng_state(self.rng_at_checkpoint)
+                self.rng_at_checkpoint = None
+            if not group:
+                return group
+            interrupted = self.step(group)
+            out_of_budget = self.budget.done(self.state.step, self.state.elapsed_seconds)
+            self._after_step(interrupted, out_of_budget)
+            if self.stop or out_of_budget:
+                return group
+
+    def step(self, group: list[dict]) -> bool:
+        """One optimizer step over `group` (the micro-batches of one step); True when a process was interrupted."""
+        accelerator, hooks, state = self.accelerator, self.hooks, self.state
+        self.model.train()
+        prepared = [hooks.prepare_batch(batch, state.step * self.accumulation + i) for i, batch in enumerate(group)]
+        local_tokens = sum(hooks.count_tokens(batch) for batch in prepared)
+        counts = [local_tokens]
+        if hooks.count_targets is not None:
+            counts.append(sum(hooks.count_targets(batch) for batch in prepared))
+        counts.append(int(self.interrupt.raised))  # summed with the counts: every process stops at the same step
+        totals = accelerator.reduce(torch.tensor(counts, device=accelerator.device), reduction="sum")
+        num_items = totals[1].clamp(min=1) if hooks.count_targets is not None else None
+        step_loss = accelerator.reduce(self._forward_backward(prepared, num_items), reduction="mean").item()
+        if not math.isfinite(step_loss):
+            checkpoint = latest_checkpoint(self.output_dir)
+            kept = f"last good checkpoint: {checkpoint}" if checkpoint else "no checkpoint was saved yet"
+            raise NonFiniteLoss(
+                f"loss became {step_loss} at step {state.step + 1}; stopped ({kept}); "
+                "lower training.learning_rate or use training.mixed_precision=no"
+            )
+        if self.training.max_grad_norm:
+            accelerator.clip_grad_norm_(self.model.parameters(), self.training.max_grad_norm)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        state.batches_in_epoch += len(group)
+        state.tokens_seen += int(totals[0])
+        state.elapsed_seconds = time.perf_counter() - self.start_time
+        advance_scheduler(self.scheduler, self.budget, state.step, state.elapsed_seconds)
+        self._log_step(step_loss, int(totals[0]))
+        return bool(int(totals[-1]))
+
+    def _forward_backward(self, prepared: list[dict], num_items: torch.Tensor | None):
+        """Backward of every micro-batch (gradients synced on the last only); the step's loss on this process."""
+        accelerator, model = self.accelerator, self.model
+        step_loss = 0.0
+        forward_loss = self.hooks.compute_loss or (lambda model, batch, **kwargs: model(**batch, **kwargs).loss)
+        for i, batch in enumerate(prepared):
+            sync = i == len(prepared) - 1
+            with contextlib.nullcontext() if sync else accelerator.no_sync(model):
+                if num_items is not None:
+                    loss = forward_loss(model, batch, num_items_in_batch=num_items)
+                    # Normalised by the global target count: undo DDP's mean over processes.
+                    accelerator.backward(loss * accelerator.num_processes)
+                    step_loss += loss.detach().float() * accelerator.num_processes
+                else:
+                    loss = forward_loss(model, batch) / len(prepared)
+                    accelerator.backward(loss)
+                    step_loss += loss.detach().float()
+        return step_loss
+
+    def _log_step(self, step_loss: float, tokens: int) -> None:
+        """Progress bar, and every `logging_steps` a log record of the window's mean loss and throughput."""
+        state = self.state
+        self.window_loss, self.window_steps, self.window_tokens = self.window_loss + step_loss, self.window_steps + 1, self.window_tokens + tokens
+        self.bar.update(1)
+        if self.total_steps is None:  # wall-clock budget: estimate the total for the ETA
+            self.bar.total = max(state.step, round(state.step / max(self.budget.progress(state.step, state.elapsed_seconds), 1e-9)))
+        if state.step % self.training.logging_steps != 0:
             return
-        extra = {} if weights is None else {"state_dict": weights}
-        write = lambda target: hooks.save_model(accelerator.unwrap_model(model), target, **extra)  # noqa: E731
-        save_atomically(write, folder) if atomic else write(folder)
+        now = time.perf_counter()
+        epoch_fraction = 0 if self.streamed else state.batches_in_epoch / max(len(self.train_dataloader), 1)
+        record = {
+            "step": state.step,
+            "loss": self.window_loss / self.window_steps,
+            "learning_rate": self.scheduler.get_last_lr()[0],
+            "tokens_per_second": self.window_tokens / max(now - self.window_start, 1e-9),
+            "tokens_seen": state.tokens_seen,
+            "epoch": state.epoch + epoch_fraction,
+        }
+        state.log_history.append(record)
+        self.accelerator.log({k: v for k, v in record.items() if k != "step"}, step=state.step)
+        self.bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_second']:.0f}")
+        self.window_loss, self.window_steps, self.window_tokens, self.window_start = 0.0, 0, 0, now
 
-    def save_checkpoint() -> None:
-        state.wall_seconds = wall_before + time.perf_counter() - session_start
-        tmp = temporary_checkpoint(output_dir, state.step) if accelerator.is_main_process else None
-        accelerator.wait_for_everyone()
-        tmp = tmp or output_dir / "checkpoints" / f".tmp-step-{state.step}"
-        accelerator.save_state(str(tmp))  # FSDP: every rank writes its shard (or takes part in the gather)
-        save_model_folder(tmp / "model")
-        accelerator.wait_for_everyone()  # every rank's random_states_<rank>.pkl is written before the folder is published
-        if accelerator.is_main_process:
-            fault_point("checkpoint", state.step)
-            state.save(tmp)
-            publish_checkpoint(tmp, state.step, training.save_total_limit)
-        accelerator.wait_for_everyone()
+    def _after_step(self, interrupted: bool, out_of_budget: bool) -> None:
+        """Evaluation and checkpoint when due; on Ctrl-C, a checkpoint and TrainingInterrupted."""
+        step, training = self.state.step, self.training
+        if training.eval_steps and step % training.eval_steps == 0 and not out_of_budget:
+            self.stop = self.evaluate()
+        if training.save_steps and step % training.save_steps == 0 and not out_of_budget:
+            self.save_checkpoint()
+            self.last_saved = step
+        fault_point("step", step)
+        if interrupted and not out_of_budget:
+            if self.last_saved != step:
+                self.save_checkpoint()
+            self.bar.close()
+            raise TrainingInterrupted(f"stopped at step {step}; rerun the same command with --resume to continue")
 
-    def run_evaluation() -> bool:
+    def finish(self) -> tuple[torch.nn.Module, TrainState]:
+        """Why training stopped, a last evaluation and checkpoint; the model and final state."""
+        state, training = self.state, self.training
+        self.bar.close()
+        state.stopped_by = self.budget.stop_reason(state.step, time.perf_counter() - self.start_time) or (
+            "early_stopping" if self.stop else None
+        )
+        if state.stopped_by == "max_time_minutes" and state.planned_steps is not None:
+            self.accelerator.print(
+                f"training.max_time_minutes={training.max_time_minutes} reached at step {state.step} of "
+                f"{state.planned_steps}: stopped early, before the learning-rate schedule had decayed "
+                f"(metrics.json: train_stopped_by); the step budget alone gives the same model on any machine"
+            )
+        self.evaluate()
+        if self.last_saved != state.step:
+            self.save_checkpoint()
+        state.wall_seconds = self.wall_before + time.perf_counter() - self.session_start
+        return self.model, state
+
+    # -- evaluation and checkpoints ----------------------------------------------------------------
+
+    def evaluate(self) -> bool:
         """Evaluate, log, track the best model; True when early stopping says stop."""
-        if hooks.evaluate is None:
+        if self.hooks.evaluate is None:
             return False
-        metrics = hooks.evaluate(model)
+        state, training = self.state, self.training
+        metrics = self.hooks.evaluate(self.model)
         metrics = {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}
         record = {"step": state.step, **metrics}
         state.log_history.append(record)
-        accelerator.log(metrics, step=state.step)
-        bar.write(" ".join(f"{k}={v:.4g}" for k, v in record.items()))
+        self.accelerator.log(metrics, step=state.step)
+        self.bar.write(" ".join(f"{k}={v:.4g}" for k, v in record.items()))
         key = training.metric_for_best_model
         if key is None:
             return False
@@ -253,134 +433,37 @@ def _train(
         improved = state.best_metric is None or (value > state.best_metric if greater else value < state.best_metric)
         if improved:
             state.best_metric, state.best_step, state.evals_without_improvement = value, state.step, 0
-            save_model_folder(output_dir / "best", atomic=True)
+            self.save_model_folder(self.output_dir / "best", atomic=True)
         else:
             state.evals_without_improvement += 1
         patience = training.early_stopping_patience
         return patience is not None and state.evals_without_improvement >= patience
 
-    total_steps = budget.total_steps()
-    bar = tqdm(
-        total=total_steps,
-        initial=state.step,
-        disable=not accelerator.is_local_main_process,
-        desc="training",
-        unit="step",
-        dynamic_ncols=True,
-    )
-    start = time.perf_counter() - state.elapsed_seconds
-    window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, time.perf_counter()
-    stop = False
-    last_saved = state.step if resume else -1
+    def save_model_folder(self, folder: Path, atomic: bool = False) -> None:
+        """Every rank takes part in gathering sharded weights; rank 0 alone writes the folder."""
+        accelerator = self.accelerator
+        weights = full_state_dict(accelerator, self.model)
+        if not accelerator.is_main_process:
+            return
+        extra = {} if weights is None else {"state_dict": weights}
+        write = lambda target: self.hooks.save_model(accelerator.unwrap_model(self.model), target, **extra)  # noqa: E731
+        save_atomically(write, folder) if atomic else write(folder)
 
-    while not stop and not budget.done(state.step, time.perf_counter() - start):
-        if hasattr(train_dataloader, "set_epoch"):
-            train_dataloader.set_epoch(state.epoch)
-        batches = train_dataloader
-        if state.batches_in_epoch and streamed:  # rebuilt and skipped: the checkpoint's exact data position
-            batches = train_dataloader.skip_first_batches(state.batches_in_epoch)
-        elif state.batches_in_epoch:
-            batches = accelerator.skip_first_batches(train_dataloader, state.batches_in_epoch)
-        iterator = iter(batches)
-        while True:
-            group = list(islice(iterator, accumulation))
-            if rng_at_checkpoint is not None:  # the loader's iterator is lazy: it drew its seed just now
-                torch.set_rng_state(rng_at_checkpoint)
-                rng_at_checkpoint = None
-            if not group:
-                break
-            model.train()
-            prepared = [hooks.prepare_batch(batch, state.step * accumulation + i) for i, batch in enumerate(group)]
-            local_tokens = sum(hooks.count_tokens(batch) for batch in prepared)
-            counts = [local_tokens]
-            if hooks.count_targets is not None:
-                counts.append(sum(hooks.count_targets(batch) for batch in prepared))
-            counts.append(int(interrupt.raised))  # summed with the counts: every process stops at the same step
-            totals = accelerator.reduce(torch.tensor(counts, device=accelerator.device), reduction="sum")
-            num_items = totals[1].clamp(min=1) if hooks.count_targets is not None else None
-
-            step_loss = 0.0
-            forward_loss = hooks.compute_loss or (lambda model, batch, **kwargs: model(**batch, **kwargs).loss)
-            for i, batch in enumerate(prepared):
-                sync = i == len(prepared) - 1
-                with contextlib.nullcontext() if sync else accelerator.no_sync(model):
-                    if num_items is not None:
-                        loss = forward_loss(model, batch, num_items_in_batch=num_items)
-                        # Normalised by the global target count: undo DDP's mean over processes.
-                        accelerator.backward(loss * accelerator.num_processes)
-                        step_loss += loss.detach().float() * accelerator.num_processes
-                    else:
-                        loss = forward_loss(model, batch) / len(prepared)
-                        accelerator.backward(loss)
-                        step_loss += loss.detach().float()
-            step_loss = accelerator.reduce(step_loss, reduction="mean").item()
-            if not math.isfinite(step_loss):
-                checkpoint = latest_checkpoint(output_dir)
-                kept = f"last good checkpoint: {checkpoint}" if checkpoint else "no checkpoint was saved yet"
-                raise NonFiniteLoss(
-                    f"loss became {step_loss} at step {state.step + 1}; stopped ({kept}); "
-                    "lower training.learning_rate or use training.mixed_precision=no"
-                )
-            if training.max_grad_norm:
-                accelerator.clip_grad_norm_(model.parameters(), training.max_grad_norm)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            state.step += 1
-            state.batches_in_epoch += len(group)
-            state.tokens_seen += int(totals[0])
-            state.elapsed_seconds = time.perf_counter() - start
-            advance_scheduler(scheduler, budget, state.step, state.elapsed_seconds)
-            window_loss, window_steps, window_tokens = window_loss + step_loss, window_steps + 1, window_tokens + int(totals[0])
-            bar.update(1)
-            if total_steps is None:  # wall-clock budget: estimate the total for the ETA
-                bar.total = max(state.step, round(state.step / max(budget.progress(state.step, state.elapsed_seconds), 1e-9)))
-
-            if state.step % training.logging_steps == 0:
-                now = time.perf_counter()
-                record = {
-                    "step": state.step,
-                    "loss": window_loss / window_steps,
-                    "learning_rate": scheduler.get_last_lr()[0],
-                    "tokens_per_second": window_tokens / max(now - window_start, 1e-9),
-                    "tokens_seen": state.tokens_seen,
-                    "epoch": state.epoch + (0 if streamed else state.batches_in_epoch / max(len(train_dataloader), 1)),
-                }
-                state.log_history.append(record)
-                accelerator.log({k: v for k, v in record.items() if k != "step"}, step=state.step)
-                bar.set_postfix(loss=f"{record['loss']:.4f}", tok_s=f"{record['tokens_per_second']:.0f}")
-                window_loss, window_steps, window_tokens, window_start = 0.0, 0, 0, now
-
-            out_of_budget = budget.done(state.step, state.elapsed_seconds)
-            if training.eval_steps and state.step % training.eval_steps == 0 and not out_of_budget:
-                stop = run_evaluation()
-            if training.save_steps and state.step % training.save_steps == 0 and not out_of_budget:
-                save_checkpoint()
-                last_saved = state.step
-            fault_point("step", state.step)
-            if int(totals[-1]) and not out_of_budget:
-                if last_saved != state.step:
-                    save_checkpoint()
-                bar.close()
-                raise TrainingInterrupted(f"stopped at step {state.step}; rerun the same command with --resume to continue")
-            if stop or out_of_budget:
-                break
-        if not stop and not budget.done(state.step, time.perf_counter() - start) and len(group) == 0:
-            state.epoch += 1
-            state.batches_in_epoch = 0
-
-    bar.close()
-    state.stopped_by = budget.stop_reason(state.step, time.perf_counter() - start) or ("early_stopping" if stop else None)
-    if state.stopped_by == "max_time_minutes" and state.planned_steps is not None:
-        accelerator.print(
-            f"training.max_time_minutes={training.max_time_minutes} reached at step {state.step} of "
-            f"{state.planned_steps}: stopped early, before the learning-rate schedule had decayed "
-            f"(metrics.json: train_stopped_by); the step budget alone gives the same model on any machine"
-        )
-    run_evaluation()
-    if last_saved != state.step:
-        save_checkpoint()
-    state.wall_seconds = wall_before + time.perf_counter() - session_start
-    return model, state
+    def save_checkpoint(self) -> None:
+        """A complete checkpoint (Accelerate's state, the model folder, the TrainState), published atomically."""
+        accelerator, state = self.accelerator, self.state
+        state.wall_seconds = self.wall_before + time.perf_counter() - self.session_start
+        tmp = temporary_checkpoint(self.output_dir, state.step) if accelerator.is_main_process else None
+        accelerator.wait_for_everyone()
+        tmp = tmp or self.output_dir / "checkpoints" / f".tmp-step-{state.step}"
+        accelerator.save_state(str(tmp))  # FSDP: every rank writes its shard (or takes part in the gather)
+        self.save_model_folder(tmp / "model")
+        accelerator.wait_for_everyone()  # every rank's random_states_<rank>.pkl is written before the folder is published
+        if accelerator.is_main_process:
+            fault_point("checkpoint", state.step)
+            state.save(tmp)
+            publish_checkpoint(tmp, state.step, self.training.save_total_limit)
+        accelerator.wait_for_everyone()
 
 
 def register_model_state_hooks(accelerator: Accelerator, hooks: TrainingHooks) -> None:
