@@ -11,6 +11,7 @@ HfApi object holding it, or a request.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import logging
 from pathlib import Path, PurePosixPath
@@ -106,6 +107,38 @@ def _check_repo_id(repo_id: str) -> None:
         ) from err
 
 
+@contextlib.contextmanager
+def hub_errors(repo_id: str, api: HfApi, *, before_training: bool):
+    """The Hub client's errors as one line each: login, refusal, offline mode, no network.
+
+    `before_training`: the access check of `--push-to-hub`, whose way out is to drop the flag.
+    """
+    drop = ", or drop --push-to-hub" if before_training else ""
+    try:
+        yield
+    except LocalTokenNotFoundError as err:
+        checked = " (checked before training)" if before_training else ""
+        raise HftkError(f"cannot push to {repo_id}: not logged in: {LOGIN_HINT}{checked}") from err
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        if status in (401, 403) and before_training:
+            raise HftkError(f"cannot push to {repo_id}: the Hub rejects the token (HTTP {status}): {LOGIN_HINT}") from err
+        if status in (401, 403):
+            raise HftkError(
+                f"cannot push to {repo_id}: not logged in, or the token cannot write there (HTTP {status}): "
+                f"{LOGIN_HINT} with a write token"
+            ) from err
+        if before_training:
+            raise HftkError(f"cannot check Hub access for {repo_id} (HTTP {status}): {_one_line(err)}") from err
+        raise HftkError(f"the Hub refused the push to {repo_id} (HTTP {status}): {_one_line(err)}") from err
+    except OfflineModeIsEnabled as err:
+        raise HftkError(f"cannot push: HF_HUB_OFFLINE is set; unset it to reach the Hub{drop}") from err
+    except (httpx2.TransportError, OSError) as err:
+        raise HftkError(
+            f"cannot reach the Hub at {api.endpoint} ({type(err).__name__}): check your network or HF_ENDPOINT{drop}"
+        ) from err
+
+
 def check_push_access(repo_id: str, *, token: str | None = None, api: HfApi | None = None) -> None:
     """Before training: the repo id is valid, the Hub answers, and the token may write under its owner.
 
@@ -116,22 +149,8 @@ def check_push_access(repo_id: str, *, token: str | None = None, api: HfApi | No
     if constants.is_offline_mode():
         raise HftkError("cannot push: HF_HUB_OFFLINE is set; unset it to reach the Hub, or drop --push-to-hub")
     api = api or HfApi()
-    try:
+    with hub_errors(repo_id, api, before_training=True):
         me = api.whoami(token=token)
-    except LocalTokenNotFoundError as err:
-        raise HftkError(f"cannot push to {repo_id}: not logged in: {LOGIN_HINT} (checked before training)") from err
-    except HfHubHTTPError as err:
-        status = err.response.status_code if err.response is not None else None
-        if status in (401, 403):
-            raise HftkError(f"cannot push to {repo_id}: the Hub rejects the token (HTTP {status}): {LOGIN_HINT}") from err
-        raise HftkError(f"cannot check Hub access for {repo_id} (HTTP {status}): {_one_line(err)}") from err
-    except OfflineModeIsEnabled as err:
-        raise HftkError("cannot push: HF_HUB_OFFLINE is set; unset it to reach the Hub, or drop --push-to-hub") from err
-    except (httpx2.TransportError, OSError) as err:
-        raise HftkError(
-            f"cannot reach the Hub at {api.endpoint} ({type(err).__name__}): check your network or HF_ENDPOINT, "
-            "or drop --push-to-hub"
-        ) from err
     role = ((me.get("auth") or {}).get("accessToken") or {}).get("role")
     if role == "read":
         raise HftkError(f"cannot push to {repo_id}: the token is read-only; {LOGIN_HINT} with a write token")
@@ -176,37 +195,22 @@ def push_folder(
 
     api = api or HfApi()
     try:
-        repo_url = api.create_repo(
-            repo_id, private=True if private else None, exist_ok=True, repo_type="model", token=token
-        )
-        if revision and revision != constants.DEFAULT_REVISION:
-            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model", token=token)
-        logger.info("Uploading %d files from %s to %s", len(files), folder, repo_id)
-        commit = api.upload_folder(
-            folder_path=folder,
-            repo_id=repo_id,
-            repo_type="model",
-            revision=revision,
-            commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
-            allow_patterns=[glob.escape(f) for f in files],  # exact names, no wildcard surprises
-            token=token,
-        )
-    except LocalTokenNotFoundError as err:
-        raise HftkError(f"cannot push to {repo_id}: not logged in: {LOGIN_HINT}") from err
-    except HfHubHTTPError as err:
-        status = err.response.status_code if err.response is not None else None
-        if status in (401, 403):
-            raise HftkError(
-                f"cannot push to {repo_id}: not logged in, or the token cannot write there (HTTP {status}): "
-                f"{LOGIN_HINT} with a write token"
-            ) from err
-        raise HftkError(f"the Hub refused the push to {repo_id} (HTTP {status}): {_one_line(err)}") from err
-    except OfflineModeIsEnabled as err:
-        raise HftkError("cannot push: HF_HUB_OFFLINE is set; unset it to reach the Hub") from err
-    except (httpx2.TransportError, OSError) as err:
-        raise HftkError(
-            f"cannot reach the Hub at {api.endpoint} ({type(err).__name__}): check your network or HF_ENDPOINT"
-        ) from err
+        with hub_errors(repo_id, api, before_training=False):
+            repo_url = api.create_repo(
+                repo_id, private=True if private else None, exist_ok=True, repo_type="model", token=token
+            )
+            if revision and revision != constants.DEFAULT_REVISION:
+                api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model", token=token)
+            logger.info("Uploading %d files from %s to %s", len(files), folder, repo_id)
+            commit = api.upload_folder(
+                folder_path=folder,
+                repo_id=repo_id,
+                repo_type="model",
+                revision=revision,
+                commit_message=commit_message or DEFAULT_COMMIT_MESSAGE,
+                allow_patterns=[glob.escape(f) for f in files],  # exact names, no wildcard surprises
+                token=token,
+            )
     except ValueError as err:  # e.g. README.md metadata the Hub rejects
         raise HftkError(f"cannot push to {repo_id}: {_one_line(err)}; fix the model card (README.md)") from err
     url = getattr(commit, "commit_url", None) or str(repo_url)
