@@ -36,17 +36,7 @@ def tokenize_and_pack(
     block per batch of lines.
     """
     separator = _separator_id(tokenizer)
-    content = block_size - 2 if add_special_tokens else block_size
-    if content < 1:
-        raise HftkError(f"block_size {block_size} is too small: use at least {3 if add_special_tokens else 2} (data.max_seq_length)")
-    cls_id = sep_id = None
-    if add_special_tokens:
-        cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-        if cls_id is None or sep_id is None:
-            raise HftkError(
-                f"MLM packing needs a tokenizer with [CLS] and [SEP] tokens, {type(tokenizer).__name__} has none: "
-                "use a WordPiece tokenizer (tokenizer.kind: wordpiece)"
-            )
+    cls_id, sep_id = block_specials(tokenizer, block_size, add_special_tokens)
     if text_column not in dataset.column_names:
         raise HftkError(f"dataset has no column {text_column!r} (columns: {', '.join(dataset.column_names)}): load it with load_text_corpus")
 
@@ -76,6 +66,22 @@ def tokenize_and_pack(
             "lower data.max_seq_length or add text"
         )
     return packed
+
+
+def block_specials(tokenizer, block_size: int, add_special_tokens: bool) -> tuple[int | None, int | None]:
+    """The [CLS] and [SEP] ids that frame each block (None, None for raw token runs); HftkError if impossible."""
+    content = block_size - 2 if add_special_tokens else block_size
+    if content < 1:
+        raise HftkError(f"block_size {block_size} is too small: use at least {3 if add_special_tokens else 2} (data.max_seq_length)")
+    cls_id = sep_id = None
+    if add_special_tokens:
+        cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
+        if cls_id is None or sep_id is None:
+            raise HftkError(
+                f"MLM packing needs a tokenizer with [CLS] and [SEP] tokens, {type(tokenizer).__name__} has none: "
+                "use a WordPiece tokenizer (tokenizer.kind: wordpiece)"
+            )
+    return cls_id, sep_id
 
 
 def group_texts(

@@ -35,7 +35,7 @@ from hftk.data.corpus import (
     _sniff,
     resolve_files,
 )
-from hftk.data.packing import _separator_id, _tokenize_lines, group_texts
+from hftk.data.packing import _separator_id, _tokenize_lines, block_specials, group_texts
 from hftk.errors import HftkError
 
 HUB_VALIDATION_LINES = 10_000  # a streamed Hub validation split is cut here: evaluation needs a finite set
@@ -89,17 +89,7 @@ def pack_stream(
     stream: datasets.IterableDataset, tokenizer, block_size: int, *, add_special_tokens: bool, batch_size: int = 1000
 ) -> datasets.IterableDataset:
     """Tokenize and pack on the fly: the cached path's functions, applied lazily batch by batch."""
-    content = block_size - 2 if add_special_tokens else block_size
-    if content < 1:
-        raise HftkError(f"block_size {block_size} is too small: use at least {3 if add_special_tokens else 2} (data.max_seq_length)")
-    cls_id = sep_id = None
-    if add_special_tokens:
-        cls_id, sep_id = tokenizer.cls_token_id, tokenizer.sep_token_id
-        if cls_id is None or sep_id is None:
-            raise HftkError(
-                f"MLM packing needs a tokenizer with [CLS] and [SEP] tokens, {type(tokenizer).__name__} has none: "
-                "use a WordPiece tokenizer (tokenizer.kind: wordpiece)"
-            )
+    cls_id, sep_id = block_specials(tokenizer, block_size, add_special_tokens)
     tokens = stream.map(
         partial(_tokenize_lines, tokenizer=tokenizer, separator=_separator_id(tokenizer), text_column="text"),
         batched=True,
