@@ -317,10 +317,43 @@ def render_model_card(
         tags.append("custom_code")
     tags += list(extra_tags or [])
 
-    results = eval_metrics(metrics)
+    eval_results = _eval_results(metrics, evaluated, datasets, pipeline_tag)
+    card_data = ModelCardData(
+        license=license,
+        library_name="transformers",
+        pipeline_tag=pipeline_tag,
+        tags=tags,
+        datasets=hub_datasets or None,
+        metrics=sorted({r.metric_type for r in eval_results}) or None,
+        base_model=hub_base_model,
+        model_name=model_name if eval_results else None,
+        eval_results=eval_results or None,
+    )
+
+    body = "\n\n".join(
+        [
+            f"# {model_name}",
+            _intro(config, base_model, hub_base_model, datasets),
+            "## Model details",
+            _details_table(config, count_parameters(folder)),
+            "## Training",
+            _training_section(folder, metrics),
+            "## Results",
+            _results_section(metrics, evaluated),
+            "## Usage",
+            _usage_section(model_id, auto_class, pipeline_tag),
+            "## Licence",
+            f"`{license}`: {license_reason}",
+        ]
+    )
+    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}\n").content
+
+
+def _eval_results(metrics: dict[str, Any], evaluated: dict, datasets: list[str], pipeline_tag: str | None) -> list[EvalResult]:
+    """The model-index entries: one per evaluation score, on the data it was scored on."""
     fallback = DataRef(datasets[0], datasets[0]) if datasets else DataRef("unrecorded", "data not recorded (no recipe.yaml)")
     eval_results = []
-    for key, value in results.items():
+    for key, value in eval_metrics(metrics).items():
         data = _evaluated_on(key, evaluated) or fallback
         eval_results.append(
             EvalResult(
@@ -334,32 +367,28 @@ def render_model_card(
                 metric_value=value,
             )
         )
-    card_data = ModelCardData(
-        license=license,
-        library_name="transformers",
-        pipeline_tag=pipeline_tag,
-        tags=tags,
-        datasets=hub_datasets or None,
-        metrics=sorted({r.metric_type for r in eval_results}) or None,
-        base_model=hub_base_model,
-        model_name=model_name if eval_results else None,
-        eval_results=eval_results or None,
-    )
+    return eval_results
 
-    n_params = count_parameters(folder)
+
+def _intro(config: dict[str, Any], base_model: str | None, hub_base_model: str | None, datasets: list[str]) -> str:
+    """The card's first paragraph: what the model is, where it started, what it was trained on."""
     if base_model:
         origin = f"fine-tuned from [{base_model}](https://huggingface.co/{base_model})" if hub_base_model else (
             f"fine-tuned from `{base_model}`"
         )
     else:
         origin = "trained"
-    intro = f"A `{model_type or 'transformers'}` model {origin} with hftk"
+    intro = f"A `{config.get('model_type') or 'transformers'}` model {origin} with hftk"
     if datasets:
         intro += " on " + ", ".join(f"`{d}`" if _is_hub_id(d) else d for d in datasets)
     intro += "."
     if config.get("auto_map"):
         intro += " Its modeling code ships in this repository, so loading it needs `trust_remote_code=True`."
+    return intro
 
+
+def _training_section(folder: Path, metrics: dict[str, Any]) -> str:
+    """The resolved recipe, the run's facts and the loss curve."""
     recipe_path = folder / "recipe.yaml"
     if recipe_path.is_file():
         training = "The resolved recipe of this run (`recipe.yaml`):\n\n```yaml\n"
@@ -371,24 +400,7 @@ def render_model_card(
         training += "\n\n### Training facts\n\nWhat the run did (not evaluation results):\n\n" + facts
     if (folder / "loss.png").is_file():
         training += "\n\n### Loss curve\n\n![loss](loss.png)"
-
-    body = "\n\n".join(
-        [
-            f"# {model_name}",
-            intro,
-            "## Model details",
-            _details_table(config, n_params),
-            "## Training",
-            training,
-            "## Results",
-            _results_section(metrics, evaluated),
-            "## Usage",
-            _usage_section(model_id, auto_class, pipeline_tag),
-            "## Licence",
-            f"`{license}`: {license_reason}",
-        ]
-    )
-    return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body}\n").content
+    return training
 
 
 def _load_recipe(folder: Path) -> dict[str, Any]:
