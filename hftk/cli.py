@@ -118,12 +118,9 @@ def _maybe_push(folder: Path, output) -> None:
             typer.echo(f"Pushed to {url}")
 
 
-TASK_NAMES = ("glue", "classification", "qa", "ner", "generation", "translation", "summarization")
-GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
-
-
 def _finetune_recipe(task: str, recipe: str | None, model: str | None, glue_task: str | None, overrides: list[str]):
     from hftk.recipe import FinetuneRecipe, load_recipe
+    from hftk.recipe.tasks import TASK_NAMES
 
     if task not in TASK_NAMES:
         raise HftkError(f"unknown task {task!r}: choose one of {', '.join(TASK_NAMES)}")
@@ -194,8 +191,10 @@ def distill(
     from hftk.recipe import load_recipe
     from hftk.recipe.distill import DistillRecipe
 
-    if task not in ("glue", "classification", "qa", "ner"):
-        raise HftkError(f"unknown task {task!r} for distill: choose one of glue, classification, qa, ner")
+    from hftk.recipe.tasks import DISTILL_TASKS
+
+    if task not in DISTILL_TASKS:
+        raise HftkError(f"unknown task {task!r} for distill: choose one of {', '.join(DISTILL_TASKS)}")
     extra = [f"task={task}", *([f"teacher.name_or_path={teacher}"] if teacher else []), *([f"data.glue_task={glue_task}"] if glue_task else [])]
     overrides = [*extra, *(set_ or []), *_output_overrides(output_dir, overwrite, push_to_hub, hub_model_id)]
     loaded = load_recipe(DistillRecipe, recipe or "distill-classification", overrides)

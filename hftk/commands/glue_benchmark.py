@@ -9,17 +9,17 @@ from pathlib import Path
 from hftk.errors import HftkError
 from hftk.commands.finetune import finetune
 from hftk.recipe import FinetuneRecipe
-from hftk.tasks.glue import get_glue_task
+from hftk.tasks.glue import GLUE_TASKS, get_glue_task
 
-GLUE_TASKS = ("cola", "sst2", "mrpc", "qqp", "stsb", "mnli", "qnli", "rte", "wnli")
+GLUE_NAMES = tuple(GLUE_TASKS)  # cola ... wnli, in the GLUE paper's order
 
 
 def run_glue_benchmark(recipe_for: Callable[[str], FinetuneRecipe], resume: bool = False) -> str:
     """Fine-tune each task into OUTPUT_DIR/TASK (file paths may contain `{task}`); write glue_results.{json,md}."""
-    base = recipe_for(GLUE_TASKS[0])
+    base = recipe_for(GLUE_NAMES[0])
     root = Path(base.output.output_dir)
     scores: dict[str, dict[str, float]] = {}
-    for name in GLUE_TASKS:
+    for name in GLUE_NAMES:
         recipe = recipe_for(name)
         for key in ("train_file", "validation_file"):
             value = getattr(recipe.data, key)

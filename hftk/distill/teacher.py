@@ -18,7 +18,7 @@ from transformers import PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from hftk.errors import HftkError
-from hftk.tasks.common import AUTO_MODEL_CLASSES
+from hftk.recipe.tasks import AUTO_MODEL_CLASSES, TASKS
 
 # The columns a teacher adds to training features, by head kind.
 TEACHER_COLUMNS = {
@@ -26,8 +26,6 @@ TEACHER_COLUMNS = {
     "token_classification": ("teacher_logits",),
     "question_answering": ("teacher_start_logits", "teacher_end_logits"),
 }
-TASK_KINDS = {"glue": "sequence_classification", "classification": "sequence_classification",
-              "ner": "token_classification", "qa": "question_answering"}
 
 
 def is_decoder_only(config) -> bool:
@@ -42,7 +40,7 @@ def load_teacher(path: str, task: str, attn_implementation: str = "sdpa") -> Pre
         raise HftkError(f"no teacher: pass --teacher FOLDER (a model fine-tuned with `hftk finetune {task}`)")
     if not (Path(path) / "config.json").is_file():
         raise HftkError(f"teacher folder {path} has no config.json: point --teacher at a saved model folder")
-    kind = TASK_KINDS[task]
+    kind = TASKS[task].kind
     config = transformers.AutoConfig.from_pretrained(path)
     if kind != "sequence_classification" and is_decoder_only(config):
         raise HftkError(

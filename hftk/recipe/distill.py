@@ -7,11 +7,12 @@ only carries loading options (`model.config`, `model.attn_implementation`) for t
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import Field, field_validator, model_validator
 
 from hftk.recipe.schema import FinetuneDataSection, FinetuneRecipe, OutputSection, Section, _as_list
+from hftk.recipe.tasks import DistillTaskName
 
 
 class TeacherSection(Section):
@@ -69,7 +70,7 @@ class DistillDataSection(FinetuneDataSection):
 class DistillRecipe(FinetuneRecipe):
     """`hftk distill TASK`: a fine-tuning recipe with teacher, student and distillation settings."""
 
-    task: Literal["glue", "classification", "qa", "ner"]
+    task: DistillTaskName
     data: DistillDataSection = Field(default_factory=DistillDataSection)
     teacher: TeacherSection = Field(default_factory=TeacherSection)
     student: StudentSection = Field(default_factory=StudentSection)

@@ -24,6 +24,7 @@ from pydantic import Field, field_validator, model_validator
 
 from hftk.errors import HftkError
 from hftk.recipe.schema import _as_list
+from hftk.recipe.tasks import SEQ2SEQ_TASKS, TASKS, TaskName
 from hftk.recipe import (
     RECIPES_DIR,
     FinetuneRecipe,
@@ -40,23 +41,12 @@ BASELINE_INIT_STAGE = "baseline-init"
 BASELINE_PREFIX = "baseline-"
 CURVES_DIR = "curves"
 STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# The Auto head each fine-tuning task loads (the kinds of hftk.tasks' TaskData), to check on load
-# that the pretrained model type has it; which pretraining gives a model type that has it.
-TASK_HEADS = {
-    "glue": "AutoModelForSequenceClassification",
-    "classification": "AutoModelForSequenceClassification",
-    "qa": "AutoModelForQuestionAnswering",
-    "ner": "AutoModelForTokenClassification",
-    "generation": "AutoModelForCausalLM",
-    "translation": "AutoModelForSeq2SeqLM",
-    "summarization": "AutoModelForSeq2SeqLM",
-}
+# Which pretraining gives a model type the heads its fine-tuning tasks load (hftk.recipe.tasks).
 PRETRAINING_FOR = {
     "hftk_bert": "objective mlm or electra (recipe pretrain-default / pretrain-electra)",
     "hftk_gpt": "objective clm (recipe pretrain-gpt)",
     "hftk_seq2seq": "objective denoise (recipe pretrain-seq2seq)",
 }
-SEQ2SEQ_TASKS = ("translation", "summarization")  # no distill stage for them yet
 
 # ---------------------------------------------------------------------------------------------
 # Schema
@@ -104,7 +94,7 @@ class FinetuneStage(Section):
     """One fine-tuning task run on the pretrained model (and on the baseline)."""
 
     name: str
-    task: Literal["glue", "classification", "qa", "ner", "generation", "translation", "summarization"]
+    task: TaskName
     recipe: str | None = Field(None, description="default: finetune-TASK")
     set: list[str] = Field(default_factory=list)
     model: dict[str, Any] | None = None
@@ -368,9 +358,9 @@ def check_tasks_fit_model(spec: Pipeline, pretrain: PretrainRecipe) -> None:
 
     model_type = pretrain.model.type  # set from the objective by PretrainRecipe's validation
     heads = {auto_class.__name__ for auto_class in AUTO_CLASSES[MODEL_TYPES[model_type]]}
-    fitting = [task for task, head in TASK_HEADS.items() if head in heads]
+    fitting = [task for task, spec in TASKS.items() if spec.auto_class in heads]
     for stage in spec.finetune:
-        head = TASK_HEADS[stage.task]
+        head = TASKS[stage.task].auto_class
         if head not in heads:
             home = next(kind for kind, config in MODEL_TYPES.items() if head in {a.__name__ for a in AUTO_CLASSES[config]})
             raise HftkError(
@@ -476,7 +466,7 @@ def build_distill_recipe(stage: DistillStage, extra_sets: list[str], teacher: Fi
     """The `hftk distill` recipe of a distill stage: the teacher stage's task and data, the distill recipe's settings."""
     from hftk.recipe.distill import DistillRecipe
 
-    if teacher.task in ("generation", *SEQ2SEQ_TASKS):
+    if not TASKS[teacher.task].distillable:
         raise HftkError(f"distill stage {stage.folder}: teacher stage {stage.teacher} is a {teacher.task} task; distil classification, glue, qa or ner")
     data = read_yaml(resolve_recipe_path(stage.recipe or "distill-classification"))
     data.pop("output", None)

@@ -12,6 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from hftk.recipe.tasks import TaskName
+
 # transformers (and hftk.models, which needs torch) are imported where a check needs them, so a
 # recipe error is reported without paying seconds of imports first.
 
@@ -363,7 +365,7 @@ class GenerationSection(Section):
 class FinetuneRecipe(Section):
     """`hftk finetune TASK`: a model to start from, task data, training, LoRA and output."""
 
-    task: Literal["glue", "classification", "qa", "ner", "generation", "translation", "summarization"]
+    task: TaskName
     model: FinetuneModelSection = Field(default_factory=FinetuneModelSection)
     data: FinetuneDataSection = Field(default_factory=FinetuneDataSection)
     training: FinetuneTrainingSection = Field(

@@ -15,18 +15,11 @@ import importlib
 from collections.abc import Callable
 
 from hftk.errors import HftkError
+from hftk.recipe.tasks import TASKS as TASK_SPECS
 from hftk.tasks.common import TaskData
 
-# `hftk finetune <name>` -> (module, prepare function).
-TASKS: dict[str, tuple[str, str]] = {
-    "glue": ("hftk.tasks.glue", "prepare_glue"),
-    "classification": ("hftk.tasks.classification", "prepare_classification"),
-    "qa": ("hftk.tasks.qa", "prepare_qa"),
-    "ner": ("hftk.tasks.ner", "prepare_ner"),
-    "generation": ("hftk.tasks.generation", "prepare_generation"),
-    "translation": ("hftk.tasks.seq2seq", "prepare_translation"),
-    "summarization": ("hftk.tasks.seq2seq", "prepare_summarization"),
-}
+# `hftk finetune <name>` -> (module, prepare function), from the one task registry.
+TASKS: dict[str, tuple[str, str]] = {name: (spec.module, spec.prepare) for name, spec in TASK_SPECS.items()}
 
 __all__ = ["TASKS", "TaskData", "get_task"]
 

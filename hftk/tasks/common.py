@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import datasets
 
-from hftk.data.splits import check_text_file, load_splits  # noqa: F401 (every task loads its data through these)
+from hftk.data.splits import check_text_file, load_splits, take  # noqa: F401 (every task loads its data through these)
 from hftk.errors import HftkError
+from hftk.recipe.tasks import AUTO_MODEL_CLASSES, TaskKind
 
-TaskKind = Literal["sequence_classification", "question_answering", "token_classification", "causal_lm", "seq2seq_lm"]
 
 
 @dataclass
@@ -59,13 +59,6 @@ class TaskData:
         return AUTO_MODEL_CLASSES[self.kind]
 
 
-AUTO_MODEL_CLASSES: dict[str, str] = {
-    "sequence_classification": "AutoModelForSequenceClassification",
-    "question_answering": "AutoModelForQuestionAnswering",
-    "token_classification": "AutoModelForTokenClassification",
-    "causal_lm": "AutoModelForCausalLM",
-    "seq2seq_lm": "AutoModelForSeq2SeqLM",
-}
 
 
 def require_columns(dataset: datasets.Dataset, columns: Iterable[str | None], split: str) -> None:
@@ -91,25 +84,6 @@ def require_fast_tokenizer(tokenizer: Any, task: str) -> None:
             f"{task} needs a fast tokenizer (offset mappings / word ids), got {type(tokenizer).__name__}; "
             "load it with AutoTokenizer.from_pretrained(..., use_fast=True) or save a tokenizer.json"
         )
-
-
-def take(dataset: datasets.Dataset, max_samples: int | None, seed: int | None = None) -> datasets.Dataset:
-    """The first `max_samples` rows (quick runs), or with `seed` that many rows drawn at random.
-
-    The random draw is a label-budget subset for learning curves: each seed a different sample,
-    so the spread over seeds includes which examples happened to be labelled. Asking for more
-    rows than there are is then an error (a curve point would silently repeat the full set).
-    """
-    if seed is not None and max_samples is not None and max_samples > len(dataset):
-        raise HftkError(
-            f"data.max_train_samples ({max_samples}) with data.train_sample_seed is larger than the training set "
-            f"({len(dataset)} examples): ask for at most {len(dataset)}"
-        )
-    if max_samples is None or max_samples >= len(dataset):
-        return dataset
-    if seed is not None:
-        return dataset.shuffle(seed=seed).select(range(max_samples)).flatten_indices()
-    return dataset.select(range(max_samples))
 
 
 def model_columns(tokenizer: Any, extra: Iterable[str]) -> list[str]:

@@ -31,7 +31,6 @@ from hftk.errors import HftkError
 from hftk.tasks.common import TaskData, column, effective_max_length, load_splits, require_columns, require_split, take
 
 IGNORE = -100
-SEQ2SEQ_TASKS = ("translation", "summarization")
 # What `finetune translation` can start from (shown when a model does not fit).
 FITTING_MODEL_TYPES = "hftk_seq2seq (from `hftk pretrain pretrain-seq2seq`), bart, mbart, marian, t5, mt5, pegasus"
 
