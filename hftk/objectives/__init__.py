@@ -7,7 +7,7 @@ One module per objective. Each objective object has
   evaluation losses across batches and processes);
 - the hooks of `hftk.objectives.base.Objective` (what is trained, saved, loaded and evaluated),
   which ELECTRA overrides to train a generator beside the model it saves.
-`AUTO_CLASSES` names the Auto class a recipe's objective builds its (saved) model with.
+`AUTO_CLASS_BY_OBJECTIVE` names the Auto class a recipe's objective builds its (saved) model with.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from hftk.objectives.denoise import Denoising
 from hftk.objectives.mlm import MaskedLanguageModelling
 
 # electra: the saved model is the discriminator, hftk_bert's `HftkBertForPreTraining`.
-AUTO_CLASSES = {
+AUTO_CLASS_BY_OBJECTIVE = {
     "mlm": AutoModelForMaskedLM,
     "clm": AutoModelForCausalLM,
     "electra": AutoModelForPreTraining,
@@ -41,4 +41,4 @@ def make_objective(recipe, tokenizer, accelerator, model):
     return CausalLanguageModelling()
 
 
-__all__ = ["AUTO_CLASSES", "CausalLanguageModelling", "Denoising", "MaskedLanguageModelling", "Objective", "make_objective"]
+__all__ = ["AUTO_CLASS_BY_OBJECTIVE", "CausalLanguageModelling", "Denoising", "MaskedLanguageModelling", "Objective", "make_objective"]

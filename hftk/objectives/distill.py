@@ -231,7 +231,7 @@ def load_teacher(recipe: PretrainRecipe):
     """(teacher LM, its tokenizer): one-line errors for a folder that cannot teach this objective."""
     from hftk.data.tokenizer import load_tokenizer
     from hftk.distill.teacher import is_decoder_only
-    from hftk.objectives import AUTO_CLASSES
+    from hftk.objectives import AUTO_CLASS_BY_OBJECTIVE
 
     path, objective = recipe.distill.teacher, recipe.objective
     if not (Path(path) / "config.json").is_file():
@@ -246,7 +246,7 @@ def load_teacher(recipe: PretrainRecipe):
             f"distill.teacher {path} is {other} LM ({config.model_type}) but the objective is {objective}: "
             f"a {objective} student needs a {kind}-LM teacher (or set objective to match the teacher)"
         )
-    auto_class = AUTO_CLASSES[objective]
+    auto_class = AUTO_CLASS_BY_OBJECTIVE[objective]
     try:
         teacher, info = auto_class.from_pretrained(path, output_loading_info=True, attn_implementation=recipe.model.attn_implementation)
     except (ValueError, OSError) as error:
