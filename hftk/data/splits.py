@@ -5,6 +5,8 @@ from __future__ import annotations
 import codecs
 import os
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import datasets
 
@@ -97,3 +99,56 @@ def check_text_file(split: str, path: str) -> None:
         raise HftkError(f"{split} file {path!r} is not UTF-8 text (it ends inside a character); convert it to UTF-8") from None
     if not has_text:
         raise HftkError(f"{split} file {path!r} is empty; add examples or point at another file")
+
+
+def take(dataset: datasets.Dataset, max_samples: int | None, seed: int | None = None) -> datasets.Dataset:
+    """The first `max_samples` rows (quick runs), or with `seed` that many rows drawn at random.
+
+    The random draw is a label-budget subset for learning curves: each seed a different sample,
+    so the spread over seeds includes which examples happened to be labelled. Asking for more
+    rows than there are is then an error (a curve point would silently repeat the full set).
+    """
+    if seed is not None and max_samples is not None and max_samples > len(dataset):
+        raise HftkError(
+            f"data.max_train_samples ({max_samples}) with data.train_sample_seed is larger than the training set "
+            f"({len(dataset)} examples): ask for at most {len(dataset)}"
+        )
+    if max_samples is None or max_samples >= len(dataset):
+        return dataset
+    if seed is not None:
+        return dataset.shuffle(seed=seed).select(range(max_samples)).flatten_indices()
+    return dataset.select(range(max_samples))
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a task's examples come from and how many it takes: the data keywords every `prepare_*` shares.
+
+    Local files (one per split) win over a Hub data set; `max_*_samples` cap the splits,
+    `train_sample_seed` draws the training rows at random instead of taking the first ones.
+    """
+
+    dataset_name: str | None = None
+    dataset_config: str | None = None
+    train_file: str | None = None
+    validation_file: str | None = None
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    train_sample_seed: int | None = None
+
+    @classmethod
+    def from_recipe(cls, data: Any) -> DataSource:
+        """The source a recipe's `data` section names."""
+        return cls(**{field.name: getattr(data, field.name) for field in fields(cls)})
+
+    def keywords(self, *, hub: bool = True) -> dict[str, Any]:
+        """The `prepare_*` keywords; `hub=False` leaves out the Hub name (GLUE knows its own)."""
+        found = asdict(self)
+        if not hub:
+            del found["dataset_name"], found["dataset_config"]
+        return found
+
+    def training_rows(self, split: str = "train") -> datasets.Dataset:
+        """The training split as a task trains on it: loaded, then capped or sampled."""
+        raw = load_splits(dataset_name=self.dataset_name, dataset_config=self.dataset_config, data_files={split: self.train_file})
+        return take(raw[split], self.max_train_samples, seed=self.train_sample_seed)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from hftk.data.splits import DataSource
 from hftk.errors import HftkError
 from hftk.recipe import FinetuneRecipe
 from hftk.tasks import TaskData, get_task
-from hftk.tasks.seq2seq import SEQ2SEQ_TASKS
+from hftk.recipe.tasks import SEQ2SEQ_TASKS
 
 
 def model_labels(config) -> list[str]:
@@ -20,14 +21,9 @@ def build_task(recipe: FinetuneRecipe, tokenizer, config=None) -> TaskData:
     re-read from training data that may be absent or ordered differently.
     """
     data = recipe.data
-    common = dict(
-        train_file=data.train_file,
-        validation_file=data.validation_file,
-        max_train_samples=data.max_train_samples,
-        max_eval_samples=data.max_eval_samples,
-        train_sample_seed=data.train_sample_seed,
-    )
-    hub = dict(dataset_name=data.dataset_name, dataset_config=data.dataset_config)
+    source = DataSource.from_recipe(data)
+    common = source.keywords(hub=False)
+    hub = {"dataset_name": source.dataset_name, "dataset_config": source.dataset_config}
     if recipe.task == "glue":
         if not data.glue_task:
             raise HftkError("GLUE needs a task: --task cola|sst2|mrpc|qqp|stsb|mnli|qnli|rte|wnli (or data.glue_task)")
