@@ -22,11 +22,12 @@ from hftk.distill.augment import featurize_unlabeled, load_proposer, load_unlabe
 from hftk.distill.model import DistillationCollator, DistillationModel, layer_map
 from hftk.recipe.distill import DistillRecipe
 from hftk.distill.student import write_fresh_student, write_layer_selection
-from hftk.distill.teacher import TASK_KINDS, cache_teacher_outputs, load_teacher, teacher_labels
+from hftk.distill.teacher import cache_teacher_outputs, load_teacher, teacher_labels
 from hftk.errors import HftkError
 from hftk.recipe import dump_recipe
+from hftk.recipe.tasks import TASKS
 from hftk.tasks import TaskData
-from hftk.tasks.common import load_splits, take
+from hftk.data.splits import DataSource
 
 HEAD_SUFFIXES = {
     "sequence_classification": "ForSequenceClassification",
@@ -48,7 +49,7 @@ class Distiller:
     ) -> None:
         self.recipe, self.teacher, self.teacher_tokenizer, self.proposer = recipe, teacher, teacher_tokenizer, proposer
         self.student_tokenizer, self.student_folder = student_tokenizer, student_folder
-        self.kind = TASK_KINDS[recipe.task]
+        self.kind = TASKS[recipe.task].kind
         self.shared_tokenizer = same_tokenizer(teacher_tokenizer, student_tokenizer)
         self.metrics: dict[str, Any] = {}
 
@@ -138,8 +139,7 @@ class Distiller:
     def _perturbed_copies(self, text: str, pair: str | None, accelerator: Accelerator) -> datasets.Dataset:
         """TinyBERT's augmentation of the training texts (the same rows `build_task` trains on)."""
         recipe, data, settings = self.recipe, self.recipe.data, self.recipe.augment
-        raw = load_splits(dataset_name=data.dataset_name, dataset_config=data.dataset_config, data_files={"train": data.train_file})
-        raw = take(raw["train"], data.max_train_samples, seed=data.train_sample_seed)
+        raw = DataSource.from_recipe(data).training_rows()
         model, tokenizer = self.proposer
         model.to(accelerator.device)
         started = time.perf_counter()

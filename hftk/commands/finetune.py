@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 import transformers
-from accelerate import Accelerator, DataLoaderConfiguration
+from accelerate import Accelerator
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, PreTrainedModel
@@ -25,28 +25,17 @@ from hftk.data.tokenizer import load_tokenizer
 from hftk.errors import HftkError
 from hftk.lora import apply_lora, fresh_modules, save_lora_outputs
 from hftk.models import MODEL_TYPES
-from hftk.recipe import FinetuneRecipe, dump_recipe, flat_config
+from hftk.recipe import FinetuneRecipe, dump_recipe
+from hftk.recipe.tasks import SEQ2SEQ_TASKS, TASKS
 from hftk.reporting.run_folder import finish_run
-from hftk.training.outputs import (
-    check_device_settings,
-    check_output_dir,
-    prepare_output_dir,
-    removes_new_output_dir_on_error,
-    write_model_folder,
-)
-from hftk.training.distributed import (
-    check_fsdp_wrappable,
-    check_same_recipe,
-    full_state_dict,
-    is_sharded,
-    load_full_state_dict,
-    make_accelerator,
-)
+from hftk.training.distributed import check_fsdp_wrappable, full_state_dict, is_sharded, load_full_state_dict
+from hftk.training.outputs import prepare_output_dir, removes_new_output_dir_on_error, write_model_folder
 from hftk.tasks import TaskData
 from hftk.tasks.build import build_task
 from hftk.tasks.generation import decode_generated, prepare_generation_inputs
-from hftk.tasks.seq2seq import SEQ2SEQ_TASKS, check_generation_fits, generate_texts, label_smoothed_loss, require_seq2seq_model
-from hftk.training.loop import TrainingHooks, train
+from hftk.tasks.seq2seq import check_generation_fits, generate_texts, label_smoothed_loss, require_seq2seq_model
+from hftk.training.loop import TrainingHooks
+from hftk.training.session import end_session, run_training, start_session
 from hftk.training.reinit import check_reinit, reinit_top_layers
 
 
@@ -110,11 +99,8 @@ def check_model_config_overrides(recipe: FinetuneRecipe, config) -> None:
             raise HftkError(f"--set model.config: {str(error).splitlines()[0]}") from None
 
 
-# data.max_seq_length when the recipe leaves it null (HF example scripts' defaults), before the
-# model's own limit; QA windows overlap by doc_stride, at most 128 (run_qa's default for 384).
-DEFAULT_MAX_SEQ_LENGTH = {
-    "glue": 128, "classification": 128, "ner": 128, "qa": 384, "generation": 256, "translation": 128, "summarization": 512,
-}
+# data.max_seq_length left null: the task's default (hftk.recipe.tasks), before the model's own
+# limit; QA windows overlap by doc_stride, at most 128 (run_qa's default for 384).
 MAX_QUESTION_LENGTH = 64  # tokens of a question kept in a QA window (hftk.tasks.qa's default)
 
 
@@ -134,7 +120,7 @@ def resolve_sequence_lengths(recipe: FinetuneRecipe, config, tokenizer) -> str |
     data, limit = recipe.data, model_max_length(config, tokenizer)
     derived = []
     if data.max_seq_length is None:
-        default = DEFAULT_MAX_SEQ_LENGTH[recipe.task]
+        default = TASKS[recipe.task].default_max_seq_length
         data.max_seq_length = min(default, limit) if limit else default
         why = f"the model takes {limit} tokens" if limit and limit < default else f"the {recipe.task} default"
         derived.append(f"data.max_seq_length={data.max_seq_length} ({why})")
@@ -357,8 +343,8 @@ def concat_padded(arrays: list[np.ndarray]) -> np.ndarray:
 
 
 @removes_new_output_dir_on_error
-def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: bool = False, distiller: Any = None) -> Path:
-    """Fine-tune (or only evaluate) a model on a task; return the output folder.
+def finetune(recipe: FinetuneRecipe, *, resume: bool = False, distiller: Any = None) -> Path:
+    """Fine-tune a model on a task; return the output folder (`hftk evaluate` is `hftk.commands.evaluate`).
 
     `distiller` (see `hftk.commands.distill.Distiller`) turns this into distillation with the same data,
     loop and outputs: `check(task, config)` runs before anything is written, `attach(model, task,
@@ -366,21 +352,35 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     model to save; `metrics`, `recipe_yaml` and `base_model` fill the run folder.
     """
     session_start = time.perf_counter()
-    training = recipe.training
     output_dir = Path(recipe.output.output_dir)
-    if training.num_threads:
-        torch.set_num_threads(training.num_threads)
-    accelerator = make_accelerator(
-        mixed_precision=training.mixed_precision,
-        log_with=(training.report_to or None) if not evaluate_only else None,
-        project_dir=str(output_dir),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
-    check_device_settings(training, accelerator)
-    check_output_dir(output_dir)
-    check_same_recipe(accelerator, dump_recipe(recipe))
-    if recipe.lora.r > 0 and is_sharded(accelerator) and not evaluate_only:
+    accelerator = start_session(recipe.training, output_dir, dump_recipe(recipe))
+    if recipe.lora.r > 0 and is_sharded(accelerator):
         raise HftkError("LoRA (lora.r > 0) under FSDP is not supported: fine-tune LoRA without the FSDP config")
+    tokenizer, config, task = load_task(recipe, accelerator, evaluate_only=False)
+    if distiller is not None:
+        distiller.check(task, config)
+    resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
+    set_seed(recipe.training.seed)
+    model, _ = build_task_model(recipe, task, config, accelerator, evaluate_only=False)
+    evaluator = Evaluator(recipe, task, tokenizer, accelerator)
+    unwrap = distiller.unwrap if distiller is not None else (lambda module: module)
+    if distiller is not None:
+        model = distiller.attach(model, task, accelerator)
+    model, state = train_on_task(recipe, task, tokenizer, model, evaluator, unwrap, accelerator, resume_from, session_start)
+    final, best_record = ship_best_model(recipe, model, state, evaluator, unwrap, accelerator)
+    metrics = finetune_metrics(recipe, state, best_record, task, evaluator, tokenizer, model, final, accelerator, distiller)
+    write_finetuned_folder(recipe, final, model, state, metrics, task, evaluator, tokenizer, accelerator, distiller)
+    end_session(accelerator)
+    return output_dir
+
+
+def load_task(recipe: FinetuneRecipe, accelerator: Accelerator, *, evaluate_only: bool) -> tuple[Any, Any, TaskData]:
+    """(tokenizer, config, task data) of the recipe's model and task, with every check that needs no model weights.
+
+    Sequence lengths and (training) the learning rate left null are derived from the model here.
+    Evaluation reads the label set from the model, not from training data that may be absent.
+    """
+    training = recipe.training
     tokenizer, config = load_model_and_tokenizer(recipe)
     check_task_fits_model(recipe, config, tokenizer)
     check_reinit(config, recipe.model.reinit_top_layers)
@@ -404,13 +404,14 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         raise HftkError("no evaluation data: pass data.validation_file (or a Hub data set with a validation split)")
     if not evaluate_only and task.train is None:
         raise HftkError("no training data: pass data.train_file (or a Hub data set with a train split)")
-    if distiller is not None:
-        distiller.check(task, config)
-    if evaluate_only:  # writes metrics/predictions beside whatever is there; never clears the folder
-        resume_from = None
-    else:
-        resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
-    set_seed(training.seed)
+    return tokenizer, config, task
+
+
+def build_task_model(recipe: FinetuneRecipe, task: TaskData, config, accelerator: Accelerator, *, evaluate_only: bool):
+    """The task's model on the checkpoint: re-initialised top layers and LoRA when training; (model, new modules).
+
+    Evaluation refuses a model whose task head would be random.
+    """
     model, new_modules = build_head(recipe, task, config)
     if recipe.model.reinit_top_layers and not evaluate_only:
         redrawn = reinit_top_layers(model, recipe.model.reinit_top_layers)
@@ -425,24 +426,12 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
     if recipe.lora.r > 0 and not evaluate_only:
         model = apply_lora(model, recipe.lora, task.kind, new_modules)
     check_fsdp_wrappable(accelerator, model)
-    evaluator = Evaluator(recipe, task, tokenizer, accelerator)
-    unwrap = distiller.unwrap if distiller is not None else (lambda module: module)
-    if distiller is not None:
-        model = distiller.attach(model, task, accelerator)
+    return model, new_modules
 
-    if evaluate_only:
-        output_dir.mkdir(parents=True, exist_ok=True)
-        model = accelerator.prepare(model)
-        metrics = evaluator(model)
-        metrics.update(metric_info(task, evaluator))
-        if accelerator.is_main_process:
-            write_predictions(output_dir, task, evaluator, tokenizer)
-            from hftk.training.checkpoint import write_json_atomic
 
-            write_json_atomic(output_dir / "metrics.json", metrics)
-        accelerator.print(json.dumps(metrics, indent=2))
-        return output_dir
-
+def train_on_task(recipe, task, tokenizer, model, evaluator, unwrap, accelerator, resume_from, session_start):
+    """The shared loop on the task's training set, selecting by the task's main metric unless the recipe names one."""
+    training, output_dir = recipe.training, Path(recipe.output.output_dir)
     if training.metric_for_best_model is None:
         training.metric_for_best_model = f"eval_{task.main_metric}"
         training.greater_is_better = task.greater_is_better
@@ -465,11 +454,17 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         evaluate=evaluator,
         compute_loss=label_smoothed_loss(training.label_smoothing_factor) if training.label_smoothing_factor else None,
     )
-    accelerator.init_trackers("logs", config=flat_config(recipe))
-    model, state = train(
-        accelerator, model, train_loader, training, output_dir, hooks, resume=resume_from is not None, session_start=session_start
+    return run_training(
+        accelerator, model, train_loader, recipe, output_dir, hooks, resume=resume_from is not None, session_start=session_start
     )
 
+
+def ship_best_model(recipe, model, state, evaluator, unwrap, accelerator):
+    """The model to save: the best evaluation's weights when an earlier step won; (model, its evaluation record).
+
+    The evaluator runs once more on it, so predictions.jsonl is the shipped model's.
+    """
+    training, output_dir = recipe.training, Path(recipe.output.output_dir)
     final = unwrap(accelerator.unwrap_model(model))
     best_record = next((r for r in state.log_history if r["step"] == state.best_step and training.metric_for_best_model in r), None)
     if best_record is not None and state.best_step != state.step and (output_dir / "best").is_dir():
@@ -483,6 +478,11 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
             evaluator(accelerator.prepare(final))  # predictions of the model we ship
     else:
         best_record = next((r for r in reversed(state.log_history) if training.metric_for_best_model in r), {})
+    return final, best_record
+
+
+def finetune_metrics(recipe, state, best_record, task, evaluator, tokenizer, model, final, accelerator, distiller) -> dict[str, Any]:
+    """metrics.json: the selected evaluation's `eval_*`, the run's counters, `test_*` when a test file is given."""
     metrics = {k: v for k, v in best_record.items() if k.startswith("eval_")}
     metrics.update(
         {
@@ -501,27 +501,31 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, evaluate_only: boo
         metrics.update(distiller.metrics)
     if recipe.data.test_file:
         metrics.update(evaluate_test_file(recipe, tokenizer, model if is_sharded(accelerator) else final, accelerator))
+    return metrics
+
+
+def write_finetuned_folder(recipe, final, model, state, metrics, task, evaluator, tokenizer, accelerator, distiller) -> None:
+    """The run folder (model or LoRA adapter, predictions, metrics last), written by the main process."""
+    output_dir = Path(recipe.output.output_dir)
     weights = full_state_dict(accelerator, model)  # FSDP: gathered from every rank, before rank 0 writes
-    if accelerator.is_main_process:
-        if recipe.lora.r > 0:
-            final = save_lora_outputs(final, output_dir, recipe.lora)
-        write_predictions(output_dir, task, evaluator, tokenizer, staging=True)
-        finish_run(
-            output_dir,
-            model=final,
-            tokenizer=tokenizer,
-            recipe_yaml=distiller.recipe_yaml if distiller is not None else dump_recipe(recipe),
-            metrics=metrics,
-            log_history=state.log_history,
-            state_dict=weights,
-            # data and licence: read from recipe.yaml
-            card={"base_model": distiller.base_model if distiller is not None else recipe.model.name_or_path},
-        )
-        (output_dir / "all_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
-        drop_resume_state(output_dir)
-    accelerator.wait_for_everyone()
-    accelerator.end_training()
-    return output_dir
+    if not accelerator.is_main_process:
+        return
+    if recipe.lora.r > 0:
+        final = save_lora_outputs(final, output_dir, recipe.lora)
+    write_predictions(output_dir, task, evaluator, tokenizer, staging=True)
+    finish_run(
+        output_dir,
+        model=final,
+        tokenizer=tokenizer,
+        recipe_yaml=distiller.recipe_yaml if distiller is not None else dump_recipe(recipe),
+        metrics=metrics,
+        log_history=state.log_history,
+        state_dict=weights,
+        # data and licence: read from recipe.yaml
+        card={"base_model": distiller.base_model if distiller is not None else recipe.model.name_or_path},
+    )
+    (output_dir / "all_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    drop_resume_state(output_dir)
 
 
 def evaluate_test_file(recipe: FinetuneRecipe, tokenizer, model: PreTrainedModel, accelerator: Accelerator) -> dict[str, float]:

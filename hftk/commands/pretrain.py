@@ -14,34 +14,25 @@ from pathlib import Path
 
 import datasets
 import torch
-from accelerate import DataLoaderConfiguration
 from accelerate.utils import set_seed
 from torch.utils.data import DataLoader
 from transformers import AutoConfig, PreTrainedModel
 
-from hftk.data.pretrain_stream import streaming_data
 from hftk.data.corpus import load_text_corpus
 from hftk.data.packing import tokenize_and_pack
+from hftk.data.pretrain_stream import streaming_data
 from hftk.data.tokenizer import load_tokenizer, train_tokenizer
 from hftk.errors import HftkError
 from hftk.models import MODEL_TYPES
-from hftk.objectives import AUTO_CLASSES, make_objective
+from hftk.objectives import AUTO_CLASS_BY_OBJECTIVE, make_objective
 from hftk.objectives import distill as distillation
-from hftk.recipe import PretrainRecipe, dump_recipe, flat_config
+from hftk.recipe import PretrainRecipe, dump_recipe
 from hftk.reporting.run_folder import finish_run
-from hftk.training.outputs import (
-    check_device_settings,
-    prepare_output_dir,
-    removes_new_output_dir_on_error,
-)
-from hftk.training.distributed import (
-    check_fsdp_wrappable,
-    check_same_recipe,
-    full_state_dict,
-    is_sharded,
-    make_accelerator,
-)
-from hftk.training.loop import TrainingHooks, train
+from hftk.training.distributed import check_fsdp_wrappable, full_state_dict, is_sharded
+from hftk.training.loop import TrainingHooks
+from hftk.training.outputs import prepare_output_dir, removes_new_output_dir_on_error
+from hftk.training.session import end_session, run_training, start_session
+
 
 def build_tokenizer(recipe: PretrainRecipe, corpus: datasets.DatasetDict, resume_from: Path | None):
     """Reuse the recipe's tokenizer, the one saved with the checkpoint being resumed, or train one."""
@@ -59,7 +50,7 @@ def build_tokenizer(recipe: PretrainRecipe, corpus: datasets.DatasetDict, resume
 
 
 def build_model(recipe: PretrainRecipe, tokenizer) -> PreTrainedModel:
-    auto_class = AUTO_CLASSES[recipe.objective]
+    auto_class = AUTO_CLASS_BY_OBJECTIVE[recipe.objective]
     if recipe.model.name_or_path:
         model = auto_class.from_pretrained(recipe.model.name_or_path, attn_implementation=recipe.model.attn_implementation)
         if model.config.vocab_size < len(tokenizer):
@@ -84,7 +75,7 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> PreTrainedModel:
 
 def model_skeleton(recipe: PretrainRecipe) -> PreTrainedModel:
     """The recipe's model on the meta device (no weights, no memory): its layer classes, before any data work."""
-    auto_class = AUTO_CLASSES[recipe.objective]
+    auto_class = AUTO_CLASS_BY_OBJECTIVE[recipe.objective]
     if recipe.model.name_or_path:
         config = AutoConfig.from_pretrained(recipe.model.name_or_path)
     else:
@@ -100,82 +91,105 @@ def model_skeleton(recipe: PretrainRecipe) -> PreTrainedModel:
 def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     """Run a pretraining recipe; return the output folder."""
     session_start = time.perf_counter()
-    training, data = recipe.training, recipe.data
     output_dir = Path(recipe.output.output_dir)
-    if training.num_threads:
-        torch.set_num_threads(training.num_threads)
-    accelerator = make_accelerator(
-        mixed_precision=training.mixed_precision,
-        log_with=training.report_to or None,
-        project_dir=str(output_dir),
-        dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
-    )
-    check_device_settings(training, accelerator)
-    check_same_recipe(accelerator, dump_recipe(recipe))
-    if is_sharded(accelerator):  # before any work: can FSDP wrap this model's blocks?
-        if recipe.distill.teacher:
-            raise HftkError("distill.teacher does not run under FSDP/DeepSpeed ZeRO-3 yet: use DDP or one process")
-        check_fsdp_wrappable(accelerator, model_skeleton(recipe))
-    distillation.check_recipe(recipe)
-    teacher = None
-    if recipe.distill.teacher:  # before the output folder: a teacher that cannot teach is a one-line error
-        teacher, teacher_tokenizer = distillation.load_teacher(recipe)
-        distillation.check_tokenizers(recipe, teacher_tokenizer)
+    accelerator = start_session(recipe.training, output_dir, dump_recipe(recipe))
+    teacher, teacher_tokenizer = check_before_work(recipe, accelerator)
     resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
-    set_seed(training.seed)
-
-    def tokenizer_for(recipe, corpus, resume_from):  # a distilled student speaks its teacher's tokenizer
-        return teacher_tokenizer if teacher is not None else build_tokenizer(recipe, corpus, resume_from)
-
-    with accelerator.main_process_first():
-        if data.streaming:
-            tokenizer, stream_loader, validation = streaming_data(recipe, accelerator, resume_from, tokenizer_for)
-            packed = {"validation": validation}
-        else:
-            corpus = load_text_corpus(
-                data.train_files or None,
-                dataset_name=data.dataset_name,
-                dataset_config=data.dataset_config,
-                text_column=data.text_column,
-                validation_files=data.validation_files or None,
-                validation_split_percentage=data.validation_split_percentage,
-                seed=training.seed,
-            )
-            tokenizer = tokenizer_for(recipe, corpus, resume_from)
-            packed = {
-                split: tokenize_and_pack(
-                    corpus[split],
-                    tokenizer,
-                    data.max_seq_length,
-                    add_special_tokens=recipe.objective in ("mlm", "electra"),  # [CLS] ... [SEP] blocks for encoders
-                    num_proc=data.preprocessing_num_workers,
-                    desc=split,
-                ).with_format("torch")
-                for split in ("train", "validation")
-            }
+    set_seed(recipe.training.seed)
+    tokenizer, train_data, validation = load_pretraining_data(recipe, accelerator, resume_from, teacher_tokenizer)
     model = build_model(recipe, tokenizer) if teacher is None else distillation.build_student(recipe, teacher, tokenizer, build_model)
+    blocks = "training blocks" if recipe.data.streaming else f"{len(train_data)} training blocks"
     accelerator.print(
         f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f} M parameters, "
-        + ("training blocks" if data.streaming else f"{len(packed['train'])} training blocks")
-        + f" of {data.max_seq_length} tokens{', streamed' if data.streaming else ''}"
+        f"{blocks} of {recipe.data.max_seq_length} tokens{', streamed' if recipe.data.streaming else ''}"
     )
-
-    if data.streaming:
-        train_loader = stream_loader
-    else:
-        train_loader = DataLoader(packed["train"], batch_size=training.per_device_train_batch_size, shuffle=True, drop_last=True)
-    eval_loader = DataLoader(packed["validation"], batch_size=training.per_device_eval_batch_size)
-    if not data.streaming and len(train_loader) == 0:
-        raise HftkError(
-            f"only {len(packed['train'])} training blocks, fewer than one batch of "
-            f"{training.per_device_train_batch_size}: lower training.per_device_train_batch_size or add text"
-        )
-    eval_loader = accelerator.prepare(eval_loader)
-
+    train_loader, eval_loader = make_loaders(recipe, train_data, validation, accelerator)
     objective = make_objective(recipe, tokenizer, accelerator, model)
     model = objective.training_model(model)  # ELECTRA: generator and discriminator together
     if teacher is not None:  # general distillation: the student trains inside a wrapper with its teacher
         model = distillation.wrap_student(recipe, model, teacher, accelerator)
+    hooks = pretraining_hooks(recipe, objective, tokenizer, eval_loader, accelerator)
+    model, state = run_training(
+        accelerator, model, train_loader, recipe, output_dir, hooks, resume=resume_from is not None, session_start=session_start
+    )
+    write_pretrained_folder(recipe, objective, model, state, tokenizer, accelerator, output_dir)
+    end_session(accelerator)
+    return output_dir
+
+
+def check_before_work(recipe: PretrainRecipe, accelerator) -> tuple[PreTrainedModel | None, object]:
+    """What can fail before the output folder is touched: FSDP wrapping, the distillation teacher.
+
+    Returns the teacher and its tokenizer (a distilled student speaks its teacher's), or (None, None).
+    """
+    if is_sharded(accelerator):  # can FSDP wrap this model's blocks?
+        if recipe.distill.teacher:
+            raise HftkError("distill.teacher does not run under FSDP/DeepSpeed ZeRO-3 yet: use DDP or one process")
+        check_fsdp_wrappable(accelerator, model_skeleton(recipe))
+    distillation.check_recipe(recipe)
+    if not recipe.distill.teacher:
+        return None, None
+    teacher, teacher_tokenizer = distillation.load_teacher(recipe)
+    distillation.check_tokenizers(recipe, teacher_tokenizer)
+    return teacher, teacher_tokenizer
+
+
+def load_pretraining_data(recipe: PretrainRecipe, accelerator, resume_from: Path | None, teacher_tokenizer=None):
+    """(tokenizer, training data, validation blocks): packed datasets, or a stream and its validation blocks.
+
+    The main process goes first, so the others read its `datasets` cache.
+    """
+    data = recipe.data
+
+    def tokenizer_for(recipe, corpus, resume_from):  # a distilled student speaks its teacher's tokenizer
+        return teacher_tokenizer if recipe.distill.teacher else build_tokenizer(recipe, corpus, resume_from)
+
+    with accelerator.main_process_first():
+        if data.streaming:
+            return streaming_data(recipe, accelerator, resume_from, tokenizer_for)
+        corpus = load_text_corpus(
+            data.train_files or None,
+            dataset_name=data.dataset_name,
+            dataset_config=data.dataset_config,
+            text_column=data.text_column,
+            validation_files=data.validation_files or None,
+            validation_split_percentage=data.validation_split_percentage,
+            seed=recipe.training.seed,
+        )
+        tokenizer = tokenizer_for(recipe, corpus, resume_from)
+        packed = {
+            split: tokenize_and_pack(
+                corpus[split],
+                tokenizer,
+                data.max_seq_length,
+                add_special_tokens=recipe.objective in ("mlm", "electra"),  # [CLS] ... [SEP] blocks for encoders
+                num_proc=data.preprocessing_num_workers,
+                desc=split,
+            ).with_format("torch")
+            for split in ("train", "validation")
+        }
+    return tokenizer, packed["train"], packed["validation"]
+
+
+def make_loaders(recipe: PretrainRecipe, train_data, validation, accelerator):
+    """The training loader (a stream is its own) and the prepared evaluation loader."""
+    training = recipe.training
+    if recipe.data.streaming:
+        train_loader = train_data
+    else:
+        train_loader = DataLoader(train_data, batch_size=training.per_device_train_batch_size, shuffle=True, drop_last=True)
+    eval_loader = DataLoader(validation, batch_size=training.per_device_eval_batch_size)
+    if not recipe.data.streaming and len(train_loader) == 0:
+        raise HftkError(
+            f"only {len(train_data)} training blocks, fewer than one batch of "
+            f"{training.per_device_train_batch_size}: lower training.per_device_train_batch_size or add text"
+        )
+    return train_loader, accelerator.prepare(eval_loader)
+
+
+def pretraining_hooks(recipe: PretrainRecipe, objective, tokenizer, eval_loader, accelerator) -> TrainingHooks:
+    """The objective's batch preparation, target counts, evaluation and saving, as the loop calls them."""
+    training = recipe.training
     student = distillation.unwrap_student  # the saved model; any other model as is
 
     def evaluate(model) -> dict[str, float]:
@@ -199,7 +213,7 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     def save_model(model, folder: Path, state_dict: dict | None = None) -> None:
         objective.save_model(student(model), tokenizer, folder, state_dict)
 
-    hooks = TrainingHooks(
+    return TrainingHooks(
         save_model=save_model,
         load_model=lambda model, folder: objective.load_model(student(model), folder),
         prepare_batch=lambda batch, index: objective.prepare(batch, index),
@@ -209,13 +223,13 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
         tokens_per_step=training.per_device_train_batch_size
         * training.gradient_accumulation_steps
         * accelerator.num_processes
-        * data.max_seq_length,
-    )
-    accelerator.init_trackers("logs", config=flat_config(recipe))
-    model, state = train(
-        accelerator, model, train_loader, training, output_dir, hooks, resume=resume_from is not None, session_start=session_start
+        * recipe.data.max_seq_length,
     )
 
+
+def write_pretrained_folder(recipe: PretrainRecipe, objective, model, state, tokenizer, accelerator, output_dir: Path) -> None:
+    """metrics.json from the last evaluation and the run's counters; the model folder, written by the main process."""
+    student = distillation.unwrap_student
     final_eval = next((r for r in reversed(state.log_history) if "eval_loss" in r), {})
     metrics = {
         "eval_loss": final_eval.get("eval_loss"),
@@ -243,6 +257,3 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
             metrics=metrics,
             log_history=state.log_history,
         )
-    accelerator.wait_for_everyone()
-    accelerator.end_training()  # also ends the process group, or gloo processes abort at exit
-    return output_dir

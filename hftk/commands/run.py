@@ -119,7 +119,7 @@ def write_random_twin(pretrained: Path, folder: Path, seed: int, objective: str,
     from transformers import AutoConfig
 
     from hftk.data.tokenizer import load_tokenizer
-    from hftk.objectives import AUTO_CLASSES
+    from hftk.objectives import AUTO_CLASS_BY_OBJECTIVE
     from hftk.training.outputs import write_model_folder
     from hftk.training.checkpoint import write_json_atomic
 
@@ -127,7 +127,7 @@ def write_random_twin(pretrained: Path, folder: Path, seed: int, objective: str,
         echo(f"skipping finished stage {BASELINE_INIT_STAGE} ({folder})")
         return
     echo(f"running stage {BASELINE_INIT_STAGE} -> {folder} (random initialisation, seed {seed})")
-    auto_class = AUTO_CLASSES[objective]  # electra: a random discriminator, the class its pretrained twin has
+    auto_class = AUTO_CLASS_BY_OBJECTIVE[objective]  # electra: a random discriminator, the class its pretrained twin has
     config = AutoConfig.from_pretrained(pretrained)
     torch.manual_seed(seed)
     model = auto_class.from_config(config)
@@ -148,7 +148,7 @@ def quantize_stage(pipeline: LoadedPipeline, name: str, echo: Echo, overwrite: b
     """`hftk quantize` of a stage's model into STAGE-int8, scored on the stage's evaluation (and test) data."""
     import json
 
-    from hftk.commands.finetune import finetune
+    from hftk.commands.evaluate import evaluate
     from hftk.quantize import quantize_folder
     from hftk.recipe import FinetuneDataSection, FinetuneRecipe
     from hftk.training.checkpoint import write_json_atomic
@@ -176,7 +176,7 @@ def quantize_stage(pipeline: LoadedPipeline, name: str, echo: Echo, overwrite: b
             recipe.data.validation_file, recipe.data.max_eval_samples = file, None
         recipe.training.mixed_precision = "no"  # int8 kernels run in fp32 around them
         AcceleratorState._reset_state()
-        out = finetune(recipe, evaluate_only=True)
+        out = evaluate(recipe)
         scores = json.loads((out / FINISHED_MARKER).read_text())
         metrics.update({prefix + key.removeprefix("eval_"): value for key, value in scores.items()})
     write_json_atomic(folder / FINISHED_MARKER, metrics)
