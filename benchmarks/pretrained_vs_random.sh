@@ -41,7 +41,7 @@ TWIN=$R/random-twin
 if [ ! -f $TWIN/config.json ]; then
   python -c "
 from pathlib import Path
-from hftk.commands.pipeline import write_random_twin
+from hftk.commands.run import write_random_twin
 write_random_twin(Path('$MODEL'), Path('$TWIN'), 0, 'mlm', False, print)"
 fi
 common=(--set training.num_threads=1 --set training.save_steps=null --set training.report_to=[]

@@ -39,7 +39,7 @@ pretrain_more() {  # the encoder again from its 40-minute weights: +50 min at pe
 twins() {  # random initialisation of the pretrained configs, with the pretrained tokenizers
   python -c "
 from pathlib import Path
-from hftk.commands.pipeline import write_random_twin
+from hftk.commands.run import write_random_twin
 write_random_twin(Path('$R/bert-shared'), Path('$R/bert-random'), 0, 'mlm', False, print)
 write_random_twin(Path('$R/gpt-shared'), Path('$R/gpt-random'), 0, 'clm', False, print)"
 }
