@@ -262,11 +262,19 @@ def recipes_show(
     resolved: Annotated[
         bool, typer.Option("--resolved", help="Print every key a run resolves, defaults included, instead of the file.")
     ] = False,
+    explain: Annotated[
+        bool, typer.Option("--explain", help="Print every key a run resolves with its value, type and meaning.")
+    ] = False,
     set_: SetOption = None,
 ) -> None:
     """Print a recipe file as shipped; with --resolved, every key with its value as a run sees it."""
     from hftk.commands.recipes import resolved_recipe_yaml, shipped_text
 
+    if explain:
+        from hftk.recipe_docs import explained_recipe
+
+        typer.echo(explained_recipe(name, set_ or []), nl=False)
+        return
     if resolved or set_:
         typer.echo(resolved_recipe_yaml(name, set_ or []), nl=False)
         return
