@@ -1,9 +1,12 @@
-"""Every command in README.md's ```bash blocks runs as written (with tiny budgets added by --set).
+"""Every command block in README.md and the docs/ guides runs as written (with tiny budgets added by --set).
 
-A quickstart that fails as written is the first thing a new user meets. Commands run in order in
-one scratch folder, as a user pastes them; fixtures stand in for the user's own files (my.yaml,
-corpus/, train.jsonl, ...). Only commands that need the network, the Hub or several processes
-are skipped, each with its reason, and the test fails if fewer than MIN_RUN commands ran.
+A quickstart or a guide that fails as written is the first thing a new user meets. The pages are
+read in the order a newcomer follows them (README.md, then the site's navigation in mkdocs.yml);
+their ```bash commands and ```python snippets run in that order in one scratch folder, as a user
+pastes them, so a guide may use what an earlier page made (runs/pretrain-default). Fixtures stand in
+for the user's own files (my.yaml, corpus/, train.jsonl, ...). Only commands that need the network,
+the Hub or several processes are skipped, each with its reason, and the test fails if fewer than
+MIN_RUN commands ran.
 """
 
 from __future__ import annotations
@@ -24,10 +27,12 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HFTK_SHARED_DIR", ROOT / ".." / "shared")).resolve()
 DATA = SHARED / "data"
-MIN_RUN = 14  # the README has 16 runnable commands today; fewer means the parser lost some
+MIN_RUN = 26  # README.md and docs/ have 29 runnable hftk commands today; fewer means the parser lost some
+MIN_PYTHON = 3  # and 4 distinct python snippets
 
 TINY_PRETRAIN = [
-    "model.config.hidden_size=32", "model.config.num_hidden_layers=1", "model.config.num_attention_heads=2",
+    "model.config.hidden_size=32", "model.config.num_hidden_layers=3",  # the distil guide keeps layers 0 and 2
+    "model.config.num_attention_heads=2",
     "model.config.intermediate_size=64", "tokenizer.vocab_size=400", "training.max_steps=2",
     "training.max_time_minutes=null", "training.eval_steps=1", "training.max_eval_batches=1", "training.save_steps=1",
     "training.per_device_train_batch_size=4", "training.per_device_eval_batch_size=4", "training.report_to=[]",
@@ -54,17 +59,40 @@ TASK_DATA = {
 }
 
 
-def readme_commands() -> list[str]:
-    """Each shell command of the ```bash blocks: continuations joined, `a && b` split, comments dropped."""
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
+def documented_pages() -> list[Path]:
+    """README.md, then the site's pages in navigation order (generated references and results have no commands)."""
+    nav = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))["nav"]
+
+    def walk(entries) -> list[str]:
+        pages = []
+        for entry in entries:
+            value = next(iter(entry.values())) if isinstance(entry, dict) else entry
+            pages += walk(value) if isinstance(value, list) else [value]
+        return pages
+
+    guides = [page for page in walk(nav) if not page.startswith(("reference/", "results/"))]
+    return [ROOT / "README.md", *(ROOT / "docs" / page for page in guides)]
+
+
+def code_blocks(path: Path) -> list[tuple[str, str]]:
+    """(language, text) of each fenced bash or python block, in page order."""
+    text = path.read_text(encoding="utf-8")
+    return re.findall(r"^```(bash|python)\n(.*?)^```", text, flags=re.S | re.M)
+
+
+def shell_commands(block: str) -> list[str]:
+    """Each shell command of a bash block: continuations joined, `a && b` split, comments dropped."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, flags=re.S):
-        for line in block.replace("\\\n", " ").splitlines():
-            words = shlex.split(line, comments=True)
-            for is_sep, group in itertools.groupby(words, key=lambda w: w == "&&"):
-                if not is_sep:
-                    commands.append(shlex.join(group))
+    for line in block.replace("\\\n", " ").splitlines():
+        words = shlex.split(line, comments=True)
+        for is_sep, group in itertools.groupby(words, key=lambda w: w == "&&"):
+            if not is_sep:
+                commands.append(shlex.join(group))
     return commands
+
+
+def readme_commands() -> list[str]:
+    return [c for _, block in code_blocks(ROOT / "README.md") if _ == "bash" for c in shell_commands(block)]
 
 
 def skip_reason(words: list[str]) -> str | None:
@@ -109,9 +137,6 @@ def prepare(words: list[str], cwd: Path) -> list[str]:
         write_rows(cwd / "train.jsonl", folder / "train.jsonl", 32)
         for name in ("test.jsonl", "dev.jsonl"):
             write_rows(cwd / name, folder / "test.jsonl", 16)
-    if "..." in words:  # "--set lora.r=8 ...": the rest of the command as in the line above
-        index = words.index("...")
-        words = [*words[:index], "--set", "data.train_file=train.jsonl", "--set", "data.validation_file=test.jsonl", *words[index + 1 :]]
     if words[1:2] == ["pretrain"] and "--resume" in words:  # resume needs an interrupted run: drop the end marker
         out = Path(cwd, words[words.index("-o") + 1])
         (out / "metrics.json").unlink()
@@ -142,26 +167,6 @@ def make_fixtures(cwd: Path) -> None:
             stage["data"][key] = str(DATA / stage["data"][key].split("/data/", 1)[1])
     (cwd / "my-pipeline.yaml").write_text(yaml.safe_dump(pipeline, sort_keys=False))
     make_bert_checkpoint(cwd / "path" / "to" / "bert-checkpoint")
-    make_teacher(cwd, cwd / "runs" / "ff-teacher")
-
-
-def make_teacher(cwd: Path, folder: Path) -> None:
-    """The user's fine-tuned 6-layer classifier that the README's `hftk distill` line distils."""
-    from transformers import BertConfig, BertForMaskedLM
-
-    source = cwd / "teacher-base"
-    shutil.copytree(cwd / "path" / "to" / "bert-checkpoint", source)
-    config = BertConfig.from_pretrained(source)
-    config.num_hidden_layers = 6
-    BertForMaskedLM(config).save_pretrained(source)
-    data = DATA / TASK_DATA["classification"]
-    write_rows(cwd / "teacher-train.jsonl", data / "train.jsonl", 32)
-    sets = [*TINY_FINETUNE, f"data.train_file={cwd / 'teacher-train.jsonl'}", f"data.validation_file={cwd / 'teacher-train.jsonl'}"]
-    subprocess.run(
-        [sys.executable, "-m", "hftk", "finetune", "classification", "--model", str(source), "-o", str(folder),
-         *(arg for item in sets for arg in ("--set", item))],
-        cwd=cwd, env=test_env(), check=True, capture_output=True, timeout=1200,
-    )
 
 
 def test_env() -> dict[str, str]:
@@ -186,31 +191,58 @@ def make_bert_checkpoint(folder: Path) -> None:
     tokenizer.save_pretrained(folder)
 
 
+def run_python(code: str, cwd: Path, env: dict[str, str]) -> None:
+    result = subprocess.run([sys.executable, "-c", code], cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"documented snippet failed:\n{code}\n{result.stderr[-3000:]}"
+
+
+def run_command(command: str, cwd: Path, env: dict[str, str]) -> None:
+    args = prepare(shlex.split(command), cwd)
+    result = subprocess.run(
+        [sys.executable, "-m", "hftk", *args[1:]], cwd=cwd, env=env, capture_output=True, text=True, timeout=1200
+    )
+    assert result.returncode == 0, f"documented command failed: {command}\n{result.stderr[-3000:]}"
+    assert "Traceback" not in result.stderr, command
+
+
 @pytest.mark.slow
-@pytest.mark.timeout(3600)  # ~16 runs, a few minutes on an idle 2-core machine; far longer on a busy one
-def test_every_readme_command_runs_as_written(tmp_path):
+@pytest.mark.timeout(3600)  # ~30 runs, several minutes on an idle 2-core machine; far longer on a busy one
+def test_every_documented_command_runs_as_written(tmp_path):
     make_fixtures(tmp_path)
     env = test_env()
-    ran, skipped, seen = [], [], set()
-    for command in readme_commands():
-        words = shlex.split(command)
-        reason = skip_reason(words)
-        if reason is None and command in seen:
-            reason = "the same command ran above"
-        if reason is not None:
-            skipped.append((command, reason))
-            continue
-        assert words[0] == "hftk", f"README command not covered by this test: {command}"
-        seen.add(command)
-        args = prepare(words, tmp_path)
-        result = subprocess.run(
-            [sys.executable, "-m", "hftk", *args[1:]], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200
-        )
-        assert result.returncode == 0, f"README command failed: {command}\n{result.stderr[-3000:]}"
-        assert "Traceback" not in result.stderr, command
-        ran.append(command)
+    ran, snippets, skipped, seen = [], [], [], set()
+    for page in documented_pages():
+        where = page.relative_to(ROOT)
+        for language, block in code_blocks(page):
+            if language == "python":
+                if block not in seen:
+                    seen.add(block)
+                    run_python(block, tmp_path, env)
+                    snippets.append(where)
+                continue
+            for command in shell_commands(block):
+                words = shlex.split(command)
+                if words[0] == "export":  # the page sets the environment for what follows
+                    env.update(item.split("=", 1) for item in words[1:])
+                    continue
+                reason = skip_reason(words)
+                if reason is None and command in seen:
+                    reason = "the same command ran above"
+                if reason is not None:
+                    skipped.append((where, command, reason))
+                    continue
+                assert words[0] == "hftk", f"{where}: command not covered by this test: {command}"
+                seen.add(command)
+                run_command(command, tmp_path, env)
+                ran.append((where, command))
     assert len(ran) >= MIN_RUN, (ran, skipped)
-    # The runs the README promises exist where it says.
-    for folder in ("runs/pretrain-default", "runs/pretrain-gpt", "runs/mine", "runs/finetune-qa", "runs/bert-as-hftk", "runs/ff-student"):
+    assert len(snippets) >= MIN_PYTHON, snippets
+    # Every guide with commands ran some of them: a page whose blocks the parser missed would not.
+    pages_with_commands = {where for where, _ in ran} | {where for where, _, _ in skipped}
+    assert {Path("README.md"), Path("docs/finetuning.md"), Path("docs/distill-quantize.md")} <= {w for w, _ in ran}, pages_with_commands
+    # The runs the pages promise exist where they say.
+    for folder in ("runs/pretrain-default", "runs/pretrain-gpt", "runs/mine", "runs/finetune-qa", "runs/bert-as-hftk",
+                   "runs/ff-teacher", "runs/ff-student", "runs/finetune-translation"):
         assert (tmp_path / folder / "config.json").is_file(), folder
+    assert (tmp_path / "runs" / "ff-student-int8" / "model_int8.pt").is_file()
     assert (tmp_path / "runs" / "pipeline-tiny" / "report.md").is_file()
