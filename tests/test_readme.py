@@ -169,7 +169,7 @@ def make_fixtures(cwd: Path) -> None:
     make_bert_checkpoint(cwd / "path" / "to" / "bert-checkpoint")
 
 
-def test_env() -> dict[str, str]:
+def command_env() -> dict[str, str]:
     return {
         **os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1",
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
@@ -209,7 +209,7 @@ def run_command(command: str, cwd: Path, env: dict[str, str]) -> None:
 @pytest.mark.timeout(3600)  # ~30 runs, several minutes on an idle 2-core machine; far longer on a busy one
 def test_every_documented_command_runs_as_written(tmp_path):
     make_fixtures(tmp_path)
-    env = test_env()
+    env = command_env()
     ran, snippets, skipped, seen = [], [], [], set()
     for page in documented_pages():
         where = page.relative_to(ROOT)
