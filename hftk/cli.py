@@ -268,11 +268,9 @@ def recipes_show(
     set_: SetOption = None,
 ) -> None:
     """Print a recipe file as shipped; with --resolved, every key with its value as a run sees it."""
-    from hftk.commands.recipes import resolved_recipe_yaml, shipped_text
+    from hftk.commands.recipes import explained_recipe, resolved_recipe_yaml, shipped_text
 
     if explain:
-        from hftk.recipe_docs import explained_recipe
-
         typer.echo(explained_recipe(name, set_ or []), nl=False)
         return
     if resolved or set_:

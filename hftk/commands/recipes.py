@@ -1,4 +1,4 @@
-"""`hftk recipes list|show`: the recipes that ship with hftk, as shipped or with every key resolved."""
+"""`hftk recipes list|show`: the recipes that ship with hftk, as shipped, with every key resolved, or explained."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ from pathlib import Path
 
 import yaml
 
-from hftk.recipe.pipeline import load_pipeline
-from hftk.recipe import FinetuneRecipe, PretrainRecipe, dump_recipe, load_recipe, read_yaml, recipe_paths, resolve_recipe_path
+from hftk.recipe.pipeline import Pipeline, load_pipeline
+from hftk.recipe import FinetuneRecipe, dump_recipe, load_recipe, read_yaml, recipe_paths, resolve_recipe_path
+from hftk.recipe.keys import explained, recipe_schema
 
 
 def recipe_summaries() -> list[str]:
@@ -35,8 +36,24 @@ def resolved_recipe_yaml(name_or_path: str | Path, overrides: list[str] | None =
         stages.update({name: recipe.model_dump(mode="json") for name, recipe in pipeline.finetune.items()})
         body = {"pipeline": pipeline.spec.model_dump(mode="json", include={"output_dir", "baseline", "push"}), "stages": stages}
         return header + yaml.safe_dump(body, sort_keys=False)
-    recipe = load_recipe(FinetuneRecipe if "task" in raw else PretrainRecipe, path, overrides or [])
+    recipe = load_recipe(recipe_schema(raw), path, overrides or [])
     note = ""
     if isinstance(recipe, FinetuneRecipe):
         note = "# data.max_seq_length / doc_stride left null here are derived from the model at run time\n"
     return header + note + dump_recipe(recipe)
+
+
+def explained_recipe(name_or_path: str, overrides: list[str] | None = None) -> str:
+    """`hftk recipes show NAME --explain`: every resolved key with its value, type and meaning (pipelines: per stage)."""
+    path = resolve_recipe_path(name_or_path)
+    raw = read_yaml(path)
+    header = f"# {path.name}: every key a run resolves, with its type and meaning (set any with --set KEY=VALUE)\n"
+    if "pretrain" in raw and "objective" not in raw:  # an `hftk run` pipeline: its own keys, then each stage's recipe
+        pipeline = load_pipeline(path, overrides or [])
+        parts = [header, "\n# the pipeline\n", explained(Pipeline, pipeline.spec.model_dump(mode="json", include={"output_dir", "baseline", "push"}))]
+        parts += ["\n# stage pretrain (--set pretrain.KEY=VALUE)\n", explained(type(pipeline.pretrain), pipeline.pretrain.model_dump(mode="json"))]
+        for name, recipe in pipeline.finetune.items():
+            parts += [f"\n# stage {name} (--set finetune.{name}.KEY=VALUE)\n", explained(type(recipe), recipe.model_dump(mode="json"))]
+        return "".join(parts)
+    recipe = load_recipe(recipe_schema(raw), path, overrides or [])
+    return header + explained(type(recipe), recipe.model_dump(mode="json"))

@@ -3,7 +3,7 @@
 One source for what a key means: `hftk recipes show NAME --explain` prints it beside the
 resolved values, and `tools/gen_docs.py` writes the recipe reference page from it, so the
 help and the documentation cannot drift apart. Descriptions live in the schemas'
-`Field(description=...)`.
+`Field(description=...)` (hftk.recipe.schema, .distill, .pipeline).
 """
 
 from __future__ import annotations
@@ -136,29 +136,9 @@ def explained(schema: type[BaseModel], values: dict[str, Any]) -> str:
 
 def recipe_schema(raw: dict[str, Any]) -> type[BaseModel]:
     """The schema a recipe file's keys belong to: distillation, fine-tuning or pretraining."""
-    from hftk.distill.recipe import DistillRecipe
-    from hftk.recipe import FinetuneRecipe, PretrainRecipe
+    from hftk.recipe.distill import DistillRecipe
+    from hftk.recipe.schema import FinetuneRecipe, PretrainRecipe
 
     if "task" not in raw:
         return PretrainRecipe
     return DistillRecipe if any(key in raw for key in ("teacher", "student", "augment")) else FinetuneRecipe
-
-
-def explained_recipe(name_or_path: str, overrides: list[str] | None = None) -> str:
-    """`hftk recipes show NAME --explain`: every resolved key with its value, type and meaning (pipelines: per stage)."""
-    from hftk.recipe import load_recipe, read_yaml, resolve_recipe_path
-
-    path = resolve_recipe_path(name_or_path)
-    raw = read_yaml(path)
-    header = f"# {path.name}: every key a run resolves, with its type and meaning (set any with --set KEY=VALUE)\n"
-    if "pretrain" in raw and "objective" not in raw:  # an `hftk run` pipeline: its own keys, then each stage's recipe
-        from hftk.commands.pipeline import Pipeline, load_pipeline
-
-        pipeline = load_pipeline(path, overrides or [])
-        parts = [header, "\n# the pipeline\n", explained(Pipeline, pipeline.spec.model_dump(mode="json", include={"output_dir", "baseline", "push"}))]
-        parts += ["\n# stage pretrain (--set pretrain.KEY=VALUE)\n", explained(type(pipeline.pretrain), pipeline.pretrain.model_dump(mode="json"))]
-        for name, recipe in pipeline.finetune.items():
-            parts += [f"\n# stage {name} (--set finetune.{name}.KEY=VALUE)\n", explained(type(recipe), recipe.model_dump(mode="json"))]
-        return "".join(parts)
-    recipe = load_recipe(recipe_schema(raw), path, overrides or [])
-    return header + explained(type(recipe), recipe.model_dump(mode="json"))
