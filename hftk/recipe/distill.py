@@ -70,7 +70,7 @@ class DistillDataSection(FinetuneDataSection):
 class DistillRecipe(FinetuneRecipe):
     """`hftk distill TASK`: a fine-tuning recipe with teacher, student and distillation settings."""
 
-    task: DistillTaskName
+    task: DistillTaskName = Field(description="the task: glue, classification, qa or ner (the command's TASK argument)")
     data: DistillDataSection = Field(default_factory=DistillDataSection)
     teacher: TeacherSection = Field(default_factory=TeacherSection)
     student: StudentSection = Field(default_factory=StudentSection)

@@ -56,13 +56,13 @@ PRETRAINING_FOR = {
 class PretrainSpec(Section):
     """A pretrain recipe inline, or `recipe: NAME_OR_PATH` plus `set` overrides (or both: inline wins)."""
 
-    recipe: str | None = None
-    set: list[str] = Field(default_factory=list)
-    objective: Literal["mlm", "clm", "electra", "denoise"] | None = None
-    model: dict[str, Any] | None = None
-    tokenizer: dict[str, Any] | None = None
-    data: dict[str, Any] | None = None
-    training: dict[str, Any] | None = None
+    recipe: str | None = Field(None, description="a pretraining recipe file or shipped name; the keys below are merged over it")
+    set: list[str] = Field(default_factory=list, description="--set style overrides (KEY=VALUE) applied to the pretraining recipe")
+    objective: Literal["mlm", "clm", "electra", "denoise"] | None = Field(None, description="the pretraining objective (as a recipe's objective)")
+    model: dict[str, Any] | None = Field(None, description="recipe keys of the model section")
+    tokenizer: dict[str, Any] | None = Field(None, description="recipe keys of the tokenizer section")
+    data: dict[str, Any] | None = Field(None, description="recipe keys of the data section")
+    training: dict[str, Any] | None = Field(None, description="recipe keys of the training section")
 
     _lists = field_validator("set", mode="before")(_as_list)
 
@@ -93,15 +93,15 @@ class LearningCurveSpec(Section):
 class FinetuneStage(Section):
     """One fine-tuning task run on the pretrained model (and on the baseline)."""
 
-    name: str
-    task: TaskName
+    name: str = Field(description="the stage's folder name (and its name in --set finetune.NAME.KEY=...)")
+    task: TaskName = Field(description="the fine-tuning task")
     recipe: str | None = Field(None, description="default: finetune-TASK")
-    set: list[str] = Field(default_factory=list)
-    model: dict[str, Any] | None = None
-    data: dict[str, Any] | None = None
-    training: dict[str, Any] | None = None
-    lora: dict[str, Any] | None = None
-    generation: dict[str, Any] | None = None
+    set: list[str] = Field(default_factory=list, description="--set style overrides (KEY=VALUE) applied to the stage's recipe")
+    model: dict[str, Any] | None = Field(None, description="recipe keys of the model section (model.name_or_path is the pretrained stage)")
+    data: dict[str, Any] | None = Field(None, description="recipe keys of the data section")
+    training: dict[str, Any] | None = Field(None, description="recipe keys of the training section")
+    lora: dict[str, Any] | None = Field(None, description="recipe keys of the lora section")
+    generation: dict[str, Any] | None = Field(None, description="recipe keys of the generation section")
     learning_curve: LearningCurveSpec | None = None
 
     _lists = field_validator("set", mode="before")(_as_list)
@@ -123,12 +123,12 @@ class DistillStage(Section):
     teacher: str = Field(description="the finetune stage whose model teaches")
     name: str | None = Field(None, description="stage folder (default: TEACHER-student)")
     recipe: str | None = Field(None, description="default: distill-classification (its loss and training settings)")
-    set: list[str] = Field(default_factory=list)
-    student: dict[str, Any] | None = None
-    distill: dict[str, Any] | None = None
-    augment: dict[str, Any] | None = None
+    set: list[str] = Field(default_factory=list, description="--set style overrides (KEY=VALUE) applied to the stage's distill recipe")
+    student: dict[str, Any] | None = Field(None, description="keys of hftk distill's student section")
+    distill: dict[str, Any] | None = Field(None, description="keys of hftk distill's distill section (the loss)")
+    augment: dict[str, Any] | None = Field(None, description="keys of hftk distill's augment section")
     data: dict[str, Any] | None = Field(None, description="merged over the teacher stage's data")
-    training: dict[str, Any] | None = None
+    training: dict[str, Any] | None = Field(None, description="recipe keys of the training section")
 
     _lists = field_validator("set", mode="before")(_as_list)
 
@@ -140,24 +140,24 @@ class DistillStage(Section):
 class BaselineSpec(Section):
     """Random initialisation of the pretrained architecture, fine-tuned like the pretrained model."""
 
-    seed: int = 0
+    seed: int = Field(0, description="torch seed of the random-init twin's weights (its fine-tuning uses each stage's training.seed)")
 
 
 class PushSpec(Section):
     """Upload every trained model folder to `<hub_model_id_prefix>-<stage>`."""
 
-    hub_model_id_prefix: str
-    private: bool = False
+    hub_model_id_prefix: str = Field(description="every trained stage is pushed to PREFIX-STAGE (OWNER/NAME-STAGE)")
+    private: bool = Field(False, description="create the Hub repositories as private")
 
 
 class Pipeline(Section):
     """`hftk run`: where everything goes, the pretraining, the fine-tuning stages, baseline, push."""
 
-    output_dir: str = "runs/pipeline"
+    output_dir: str = Field("runs/pipeline", description="the folder that holds every stage's run folder and the report (-o on the command line)")
     pretrain: PretrainSpec
-    finetune: list[FinetuneStage] = Field(default_factory=list)
+    finetune: list[FinetuneStage] = Field(default_factory=list, description="the fine-tuning stages, each run on the pretrained model (and on the baseline)")
     baseline: BaselineSpec | None = None
-    distill: list[DistillStage] = Field(default_factory=list)
+    distill: list[DistillStage] = Field(default_factory=list, description="distillation stages: students of fine-tuning stages")
     quantize: list[str] = Field(default_factory=list, description="finetune/distill stages to quantize to int8 (into STAGE-int8)")
     push: PushSpec | None = None
 

@@ -35,10 +35,10 @@ def _as_list(value: Any) -> Any:
 
 
 class ModelSection(Section):
-    type: Literal["hftk_bert", "hftk_gpt", "hftk_seq2seq"] | None = None
+    type: Literal["hftk_bert", "hftk_gpt", "hftk_seq2seq"] | None = Field(None, description="the model type; null: the one the objective trains (pretraining) or the checkpoint's own (fine-tuning)")
     name_or_path: str | None = Field(None, description="start from these weights (folder or Hub id)")
     config: dict[str, Any] = Field(default_factory=dict, description="fields of the model config class")
-    attn_implementation: Literal["sdpa", "eager"] = "sdpa"
+    attn_implementation: Literal["sdpa", "eager"] = Field("sdpa", description="attention kernel: sdpa (PyTorch's scaled_dot_product_attention) or eager (plain matmuls)")
 
 
 class FinetuneModelSection(ModelSection):
@@ -51,26 +51,26 @@ class FinetuneModelSection(ModelSection):
 class TokenizerSection(Section):
     name_or_path: str | None = Field(None, description="reuse this tokenizer instead of training one")
     kind: Literal["wordpiece", "bpe", "seq2seq"] | None = Field(None, description="default: wordpiece for mlm, bpe for clm, seq2seq for denoise")
-    vocab_size: int = Field(8192, ge=64)
-    min_frequency: int = Field(2, ge=1)
+    vocab_size: int = Field(8192, ge=64, description="size of the vocabulary a trained tokenizer gets (special tokens included)")
+    min_frequency: int = Field(2, ge=1, description="a token enters the vocabulary only if the corpus has it at least this often")
 
 
 class PretrainDataSection(Section):
     train_files: list[str] = Field(default_factory=list, description="text/jsonl/csv/parquet files or folders")
-    dataset_name: str | None = None
-    dataset_config: str | None = None
-    validation_files: list[str] = Field(default_factory=list)
-    validation_split_percentage: float = Field(5.0, gt=0, lt=50)
-    text_column: str = "text"
-    max_seq_length: int = Field(128, ge=8)
-    mlm_probability: float = Field(0.15, gt=0, lt=1)
-    whole_word_mask: bool = False
+    dataset_name: str | None = Field(None, description="a Hub data set to pretrain on instead of local files (streamed with data.streaming)")
+    dataset_config: str | None = Field(None, description="the Hub data set's configuration name, if it has several")
+    validation_files: list[str] = Field(default_factory=list, description="held-out text files or folders; empty: data.validation_split_percentage of the training lines")
+    validation_split_percentage: float = Field(5.0, gt=0, lt=50, description="share of the training lines held out for validation when no validation_files are given")
+    text_column: str = Field("text", description="the text column of jsonl/csv/parquet files and Hub data sets")
+    max_seq_length: int = Field(128, ge=8, description="tokens per packed training block (at most the model's max_position_embeddings)")
+    mlm_probability: float = Field(0.15, gt=0, lt=1, description="mlm/electra: share of the tokens masked for prediction")
+    whole_word_mask: bool = Field(False, description="mlm: mask every sub-token of a chosen word together")
     denoising: Literal["text_infilling", "span_corruption"] = Field(
         "text_infilling", description="objective denoise: BART's text infilling or T5's span corruption"
     )
     noise_density: float | None = Field(None, gt=0, lt=1, description="denoise: share of tokens corrupted; null: 0.3 infilling, 0.15 span corruption")
     mean_span_length: float = Field(3.0, gt=0, description="denoise: mean span length (infilling: the Poisson rate)")
-    preprocessing_num_workers: int | None = Field(None, ge=1)
+    preprocessing_num_workers: int | None = Field(None, ge=1, description="processes that tokenize the corpus on the cached path; null: one")
     streaming: bool = Field(False, description="read, tokenize and pack the corpus on the fly instead of caching it")
     shuffle_buffer_size: int = Field(10_000, ge=1, description="streaming: blocks in the seeded shuffle buffer (1: no shuffle)")
     tokenizer_sample_lines: int = Field(
@@ -81,41 +81,41 @@ class PretrainDataSection(Section):
 
 
 class TrainingSection(Section):
-    seed: int = 42
-    per_device_train_batch_size: int = Field(32, ge=1)
-    per_device_eval_batch_size: int = Field(64, ge=1)
-    gradient_accumulation_steps: int = Field(1, ge=1)
-    learning_rate: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.01, ge=0)
-    adam_beta1: float = Field(0.9, ge=0, lt=1)
-    adam_beta2: float = Field(0.98, ge=0, lt=1)
-    adam_epsilon: float = Field(1e-6, gt=0)
-    lr_scheduler_type: str = "linear"
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    warmup_steps: int | None = Field(None, ge=0)
-    max_grad_norm: float | None = Field(0.5, gt=0)
-    max_steps: int | None = Field(None, ge=1)
-    num_train_epochs: float | None = Field(None, gt=0)
-    max_tokens: int | None = Field(None, ge=1)
-    max_time_minutes: float | None = Field(None, gt=0)
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
-    eval_steps: int | None = Field(200, ge=1)
-    max_eval_batches: int | None = Field(None, ge=1)
-    logging_steps: int = Field(10, ge=1)
-    save_steps: int | None = Field(500, ge=1)
-    save_total_limit: int = Field(2, ge=1)
-    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"])
-    num_threads: int | None = Field(None, ge=1)
+    seed: int = Field(42, description="seed of the model's initialisation, data order, masking and dropout: the same seed gives the same model")
+    per_device_train_batch_size: int = Field(32, ge=1, description="training examples (or packed blocks) per process and step")
+    per_device_eval_batch_size: int = Field(64, ge=1, description="evaluation examples per process and step")
+    gradient_accumulation_steps: int = Field(1, ge=1, description="steps whose gradients add up to one optimizer step (global batch = per-device batch x processes x this)")
+    learning_rate: float = Field(1e-3, gt=0, description="peak learning rate (AdamW), reached after warm-up")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay (not applied to biases, norms and embeddings)")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="AdamW's beta1")
+    adam_beta2: float = Field(0.98, ge=0, lt=1, description="AdamW's beta2")
+    adam_epsilon: float = Field(1e-6, gt=0, description="AdamW's epsilon")
+    lr_scheduler_type: str = Field("linear", description="learning-rate schedule after warm-up, one of transformers' SchedulerType names (linear, cosine, constant, inverse_sqrt, ...)")
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of the planned steps spent warming the learning rate up (ignored when warmup_steps is set)")
+    warmup_steps: int | None = Field(None, ge=0, description="warm-up steps; null: warmup_ratio of the planned steps")
+    max_grad_norm: float | None = Field(0.5, gt=0, description="clip the gradients' global norm to this; null: no clipping")
+    max_steps: int | None = Field(None, ge=1, description="budget: optimizer steps; the smallest step budget fixes the learning-rate schedule")
+    num_train_epochs: float | None = Field(None, gt=0, description="budget: passes over the training data (fractions allowed)")
+    max_tokens: int | None = Field(None, ge=1, description="budget: training tokens (pretraining: packed block tokens)")
+    max_time_minutes: float | None = Field(None, gt=0, description="budget: wall-clock minutes; beside a step budget it only stops a slow run early, alone it drives the schedule")
+    mixed_precision: Literal["no", "bf16", "fp16"] = Field("no", description="no, bf16 or fp16 (fp16 needs a GPU)")
+    eval_steps: int | None = Field(200, ge=1, description="evaluate every N optimizer steps (and at the end); null: only at the end")
+    max_eval_batches: int | None = Field(None, ge=1, description="evaluate on at most N batches of the validation data; null: all of it")
+    logging_steps: int = Field(10, ge=1, description="log the training loss every N optimizer steps")
+    save_steps: int | None = Field(500, ge=1, description="write a checkpoint every N optimizer steps (Ctrl-C writes one too); null: none but on Ctrl-C")
+    save_total_limit: int = Field(2, ge=1, description="checkpoints kept: the newest N")
+    report_to: list[str] = Field(default_factory=lambda: ["tensorboard"], description="where the training log goes besides log_history.json: tensorboard, or [] for nowhere")
+    num_threads: int | None = Field(None, ge=1, description="CPU threads torch may use (torch.set_num_threads); null: torch's default")
     gradient_checkpointing: bool = Field(
         False, description="recompute each block in the backward pass: less activation memory, ~30% more compute"
     )
     torch_compile: bool = Field(False, description="compile the model's forward with torch.compile (first steps slower)")
-    early_stopping_patience: int | None = Field(None, ge=1)
+    early_stopping_patience: int | None = Field(None, ge=1, description="stop after N evaluations without improvement of metric_for_best_model; null: never")
     metric_for_best_model: str | None = Field(
         None, description='the evaluation metric that picks the best checkpoint, e.g. accuracy or eval_f1 ("eval_" is added as in '
         "transformers' Trainer); null: the task's main metric"
     )
-    greater_is_better: bool | None = None
+    greater_is_better: bool | None = Field(None, description="whether a larger metric_for_best_model is better; null: yes unless the metric is a loss")
 
     _lists = field_validator("report_to", mode="before")(_as_list)
 
@@ -143,11 +143,11 @@ class TrainingSection(Section):
 
 
 class OutputSection(Section):
-    output_dir: str = "runs/pretrain"
-    overwrite: bool = False
-    push_to_hub: bool = False
-    hub_model_id: str | None = None
-    hub_private: bool = False
+    output_dir: str = Field("runs/pretrain", description="the run folder (-o on the command line)")
+    overwrite: bool = Field(False, description="replace what the output folder holds (--overwrite); otherwise a finished run there is refused")
+    push_to_hub: bool = Field(False, description="upload the finished run to the Hub (--push-to-hub); login and repository are checked before training")
+    hub_model_id: str | None = Field(None, description="the Hub repository, OWNER/NAME (--hub-model-id)")
+    hub_private: bool = Field(False, description="create the Hub repository as private")
     license: str | None = Field(
         None,
         pattern=r"^[a-z0-9][a-z0-9.+-]*$",
@@ -175,8 +175,8 @@ class ElectraSection(Section):
 
     generator_hidden_size: int | None = Field(None, ge=1, description="default: a quarter of the discriminator's width")
     generator_num_hidden_layers: int | None = Field(None, ge=1, description="default: the discriminator's depth")
-    generator_num_attention_heads: int | None = Field(None, ge=1)
-    generator_intermediate_size: int | None = Field(None, ge=1)
+    generator_num_attention_heads: int | None = Field(None, ge=1, description="default: one head per 64 features of the generator's width, at least 1")
+    generator_intermediate_size: int | None = Field(None, ge=1, description="default: 4x the generator's width")
     discriminator_weight: float = Field(50.0, gt=0, description="lambda: loss = generator MLM + lambda * discriminator")
     temperature: float = Field(1.0, gt=0, description="the generator's softmax temperature when sampling replacements")
 
@@ -218,7 +218,7 @@ def resolve_generator_sizes(section: ElectraSection, discriminator) -> ElectraSe
 class PretrainRecipe(Section):
     """`hftk pretrain`: objective, model, tokenizer, data, training and output."""
 
-    objective: Literal["mlm", "clm", "electra", "denoise"] = "mlm"
+    objective: Literal["mlm", "clm", "electra", "denoise"] = Field("mlm", description="what the model learns: mlm (masked LM, hftk_bert), clm (next token, hftk_gpt), electra (replaced-token detection, hftk_bert) or denoise (BART/T5 denoising, hftk_seq2seq)")
     model: ModelSection = Field(default_factory=ModelSection)
     tokenizer: TokenizerSection = Field(default_factory=TokenizerSection)
     data: PretrainDataSection = Field(default_factory=PretrainDataSection)
@@ -292,20 +292,20 @@ def _check_streaming(recipe: PretrainRecipe) -> None:
 
 
 class FinetuneDataSection(Section):
-    dataset_name: str | None = None
-    dataset_config: str | None = None
-    train_file: str | None = None
-    validation_file: str | None = None
+    dataset_name: str | None = Field(None, description="a Hub data set to fine-tune on instead of local files")
+    dataset_config: str | None = Field(None, description="the Hub data set's configuration name, if it has several")
+    train_file: str | None = Field(None, description="training data: a jsonl, csv or parquet file in the Hub's column layout for the task")
+    validation_file: str | None = Field(None, description="evaluation data; it also picks the best checkpoint")
     test_file: str | None = Field(None, description="scored once at the end with the shipped model (test_* metrics)")
-    glue_task: str | None = None
-    text_column: str | None = None
-    text_pair_column: str | None = None
-    label_column: str = "label"
-    tokens_column: str = "tokens"
-    tags_column: str = "ner_tags"
-    label_all_tokens: bool = False
-    source_column: str = "document"
-    target_column: str = "summary"
+    glue_task: str | None = Field(None, description="glue: the GLUE task (cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli; --task on the command line)")
+    text_column: str | None = Field(None, description="classification: the text column; null: text")
+    text_pair_column: str | None = Field(None, description="classification: a second text column for sentence pairs; null: single texts")
+    label_column: str = Field("label", description="classification: the label column (strings or class ids; lists: multi-label; floats: regression)")
+    tokens_column: str = Field("tokens", description="ner: the column of word lists")
+    tags_column: str = Field("ner_tags", description="ner: the column of tag lists (names or ids)")
+    label_all_tokens: bool = Field(False, description="ner: label every sub-token of a word, not only the first")
+    source_column: str = Field("document", description="generation/summarization: the source text column")
+    target_column: str = Field("summary", description="generation/summarization: the target text column")
     prompt_template: str | None = Field(None, description='default "{document}\\nTL;DR:"')
     source_lang: str | None = Field(None, description="translation: key of the source text in the `translation` column (e.g. es)")
     target_lang: str | None = Field(None, description="translation: key of the target text in the `translation` column (e.g. en)")
@@ -313,12 +313,12 @@ class FinetuneDataSection(Section):
     max_target_length: int | None = Field(None, ge=2, description="translation/summarization: target tokens kept for training; null: max_seq_length")
     max_seq_length: int | None = Field(None, ge=8, description="null: the task's default, at most the model's positions")
     doc_stride: int | None = Field(None, ge=1, description="QA window overlap; null: derived from max_seq_length")
-    version_2_with_negative: bool = False
-    n_best_size: int = Field(20, ge=1)
-    max_answer_length: int = Field(30, ge=1)
-    null_score_diff_threshold: float = 0.0
-    max_train_samples: int | None = Field(None, ge=1)
-    max_eval_samples: int | None = Field(None, ge=1)
+    version_2_with_negative: bool = Field(False, description="qa: SQuAD v2, questions may have no answer in the context")
+    n_best_size: int = Field(20, ge=1, description="qa: start and end candidates kept per window when extracting answers")
+    max_answer_length: int = Field(30, ge=1, description="qa: longest answer, in tokens")
+    null_score_diff_threshold: float = Field(0.0, description="qa v2: answer 'no answer' when its score beats the best span's by more than this")
+    max_train_samples: int | None = Field(None, ge=1, description="train on at most N examples (the first N, or a random N with train_sample_seed)")
+    max_eval_samples: int | None = Field(None, ge=1, description="evaluate on at most the first N validation (and test) examples")
     train_sample_seed: int | None = Field(
         None, description="with max_train_samples: draw that many training examples at random with this seed, not the first ones"
     )
@@ -326,10 +326,10 @@ class FinetuneDataSection(Section):
 
 class LoraSection(Section):
     r: int = Field(0, ge=0, description="rank; 0 disables LoRA")
-    alpha: int = Field(16, ge=1)
-    dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] | None = None
-    merge: bool = True
+    alpha: int = Field(16, ge=1, description="LoRA's scaling numerator: updates are scaled by alpha / r")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA branch's input")
+    target_modules: list[str] | None = Field(None, description="names of the Linear layers that get adapters; null: the model type's attention and feed-forward projections")
+    merge: bool = Field(True, description="save the model with the adapters merged into its weights (the adapter alone is in adapter/ either way)")
 
     _lists = field_validator("target_modules", mode="before")(_as_list)
 
@@ -354,18 +354,18 @@ class FinetuneTrainingSection(TrainingSection):
 
 
 class GenerationSection(Section):
-    max_new_tokens: int = Field(32, ge=1)
+    max_new_tokens: int = Field(32, ge=1, description="most tokens generated per example when scoring")
     num_beams: int = Field(1, ge=1, description="beam size (1: greedy)")
     length_penalty: float = Field(1.0, description="beam search: exponent on the length a hypothesis score is divided by (>1 favours longer)")
-    do_sample: bool = False
-    temperature: float = Field(1.0, gt=0)
-    top_p: float = Field(1.0, gt=0, le=1)
+    do_sample: bool = Field(False, description="sample instead of greedy or beam search")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature (with do_sample)")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling: keep the smallest set of tokens whose probability reaches top_p (with do_sample)")
 
 
 class FinetuneRecipe(Section):
     """`hftk finetune TASK`: a model to start from, task data, training, LoRA and output."""
 
-    task: TaskName
+    task: TaskName = Field(description="the task: glue, classification, qa, ner, generation, translation or summarization (the command's TASK argument)")
     model: FinetuneModelSection = Field(default_factory=FinetuneModelSection)
     data: FinetuneDataSection = Field(default_factory=FinetuneDataSection)
     training: FinetuneTrainingSection = Field(
