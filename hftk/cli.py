@@ -36,10 +36,16 @@ DEBUG = {"enabled": False}
 SetOption = Annotated[
     Optional[list[str]],
     typer.Option(
-        "--set", "-s", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set training.learning_rate=3e-4 (repeatable)."
+        "--set", "-s", metavar="KEY=VALUE", help="Override a recipe key, e.g. --set training.learning_rate=3e-4 (repeatable; `hftk recipes show RECIPE --explain` lists every key).",
     ),
 ]
-OutputDirOption = Annotated[Optional[Path], typer.Option("--output-dir", "-o", metavar="DIR", help="Where the run folder goes.")]
+OutputDirOption = Annotated[
+    Optional[Path],
+    typer.Option(
+        "--output-dir", "-o", metavar="DIR",
+        help="Where the run folder goes (= --set output.output_dir=DIR). Default: the recipe's output.output_dir, runs/RECIPE-NAME for a shipped recipe.",
+    ),
+]
 OverwriteOption = Annotated[bool, typer.Option("--overwrite", help="Replace a finished run in the output folder.")]
 ResumeOption = Annotated[
     bool, typer.Option("--resume", help="Continue from the newest complete checkpoint in the output folder.")
@@ -210,7 +216,10 @@ def evaluate(
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe YAML (default: finetune-TASK).")] = None,
     glue_task: Annotated[Optional[str], typer.Option("--task", "-t", help="GLUE task name.")] = None,
     set_: SetOption = None,
-    output_dir: OutputDirOption = None,
+    output_dir: Annotated[
+        Optional[Path],
+        typer.Option("--output-dir", "-o", metavar="DIR", help="Where metrics.json and predictions.jsonl go. Default: MODEL/evaluation."),
+    ] = None,
 ) -> None:
     """Evaluate a saved model on a task's evaluation data; writes metrics.json and predictions.jsonl."""
     overrides = [*(set_ or []), *_output_overrides(output_dir or Path(model) / "evaluation", False, False, None)]
@@ -231,7 +240,11 @@ def run_pipeline_command(
         ),
     ] = None,
     output_dir: Annotated[
-        Optional[Path], typer.Option("--output-dir", "-o", metavar="DIR", help="Where the stage folders and report go (= --set output_dir=...).")
+        Optional[Path],
+        typer.Option(
+            "--output-dir", "-o", metavar="DIR",
+            help="Where the stage folders and report go (= --set output_dir=DIR). Default: the pipeline's output_dir, runs/PIPELINE-NAME for a shipped one.",
+        ),
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Run every stage again, even finished ones.")] = False,
 ) -> None:
@@ -299,11 +312,15 @@ def accelerate_config(
 
 @app.command()
 def convert(
-    source: Annotated[str, typer.Argument(help="BERT or GPT-2 checkpoint folder (or Hub id).")],
+    source: Annotated[str, typer.Argument(help="A BERT, GPT-2, BART or Marian checkpoint folder (or Hub id).")],
     output_dir: Annotated[Path, typer.Argument(help="Folder for the converted hftk model.")],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what the output folder holds.")] = False,
 ) -> None:
-    """Convert a transformers BERT/GPT-2 checkpoint into the matching hftk model (same outputs)."""
+    """Convert a transformers BERT, GPT-2, BART or Marian checkpoint into the matching hftk model (same outputs).
+
+    BERT becomes hftk_bert, GPT-2 hftk_gpt, BART and Marian hftk_seq2seq; the converted model gives the
+    source's logits to 1e-4. T5 is refused (its relative position bias is not one of hftk's position types).
+    """
     from hftk.commands.convert import convert_checkpoint
 
     folder = convert_checkpoint(source, output_dir, overwrite=overwrite)
