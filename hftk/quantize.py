@@ -3,10 +3,10 @@
 Every `nn.Linear` becomes PyTorch's dynamically quantized linear (`torch.ao.quantization.
 quantize_dynamic`, fbgemm/x86 kernels): weights stored as int8 with a scale per output channel,
 activations quantized on the fly per batch (per channel rather than per tensor: on the distilled
-fine_foods student 0.836 against fp32's 0.840, per tensor 0.831, at ~10 % less speed; README).
+fine_foods student 0.836 against fp32's 0.840, per tensor 0.831, at ~10 % less speed; benchmarks/RESULTS-compression.md).
 Embeddings and norms stay fp32. Chosen over torchao
 (eager int8 on this CPU was 5x slower than this path; it needs torch.compile to be fast) and
-ONNX Runtime (a 100+ MB dependency chain and an export step); see README "Faster and smaller".
+ONNX Runtime (a 100+ MB dependency chain and an export step); see benchmarks/RESULTS-compression.md.
 
 The folder holds the fp32 config and tokenizer (so the architecture is rebuilt from config)
 plus `model_int8.pt`, the quantized state dict, and `quantization.json`. Load it with

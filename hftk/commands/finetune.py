@@ -172,7 +172,7 @@ def load_model_and_tokenizer(recipe: FinetuneRecipe):
 # move too little at BERT-base's 1e-4 within a fine-tuning budget: a head alone barely leaves
 # ln(num_labels), and a body that left pretraining near the masked-LM plateau (almost the same
 # state for every token, small gradients) stays there, so it fine-tuned below its random twin,
-# whose random features a head can use at once (README, "Quality on the shared data").
+# whose random features a head can use at once (benchmarks/RESULTS-quality-shared.md).
 # Post-LN checkpoints (BERT, GPT-2, `hftk convert` output) keep 1e-4.
 PRE_LN_HFTK_LEARNING_RATE = 3e-4
 DEFAULT_LEARNING_RATE = 1e-4
