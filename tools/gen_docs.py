@@ -9,6 +9,7 @@
   default, description, and the commands that read it (`hftk.recipe.keys`, which
   `hftk recipes show NAME --explain` prints from too).
 - docs/reference/model-config.md: every field of the three model configs, with its default.
+- docs/reference/tasks.md: the fine-tuning tasks from the task registry (head, metrics, default length).
 
 Where the schemas live is named once, in SCHEMAS and CONFIGS below.
 """
@@ -204,8 +205,34 @@ def model_config_reference() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+def task_reference() -> str:
+    from hftk.recipe.tasks import TASKS
+
+    lines = [HEADER.format(command=COMMAND, source="the task registry in `hftk/recipe/tasks.py`").rstrip(), ""]
+    lines += [
+        "# Fine-tuning tasks",
+        "",
+        "What `hftk finetune TASK` (and `hftk evaluate TASK`) does for each task: the head it trains (the "
+        "transformers Auto class), the offline metric modules it scores with (`hftk/metrics/`), the "
+        "`data.max_seq_length` it uses when the recipe leaves it null (at most the model's positions), its "
+        "shipped recipe and whether `hftk distill TASK` takes it. Data layouts and examples: "
+        "[Fine-tuning and evaluation](../finetuning.md).",
+        "",
+        "| task | head | metrics | default length | recipe | distil |",
+        "|---|---|---|---|---|---|",
+    ]
+    for spec in TASKS.values():
+        metrics = ", ".join(spec.metrics)
+        lines.append(
+            f"| `{spec.name}` | `{spec.auto_class}` | {metrics} | {spec.default_max_seq_length} | `{spec.recipe}` | "
+            f"{'yes' if spec.distillable else 'no'} |"
+        )
+    return "\n".join(lines).rstrip() + "\n"
+
+
 PAGES = {
     "docs/reference/cli.md": cli_reference,
+    "docs/reference/tasks.md": task_reference,
     "docs/reference/recipes.md": recipe_reference,
     "docs/reference/model-config.md": model_config_reference,
 }
