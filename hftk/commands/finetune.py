@@ -450,7 +450,6 @@ def train_on_task(recipe, task, tokenizer, model, evaluator, unwrap, accelerator
     hooks = TrainingHooks(
         save_model=save_model,
         load_model=load_model,
-        count_tokens=lambda batch: int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel(),
         evaluate=evaluator,
         compute_loss=label_smoothed_loss(training.label_smoothing_factor) if training.label_smoothing_factor else None,
     )

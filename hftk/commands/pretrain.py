@@ -218,7 +218,6 @@ def pretraining_hooks(recipe: PretrainRecipe, objective, tokenizer, eval_loader,
         load_model=lambda model, folder: objective.load_model(student(model), folder),
         prepare_batch=lambda batch, index: objective.prepare(batch, index),
         count_targets=objective.count_targets,
-        count_tokens=lambda batch: int(batch["input_ids"].numel()),
         evaluate=evaluate,
         tokens_per_step=training.per_device_train_batch_size
         * training.gradient_accumulation_steps

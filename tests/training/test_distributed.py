@@ -293,6 +293,39 @@ def test_nodes_that_disagree_on_the_recipe_are_refused_before_any_work(corpus, t
     assert not (out / "metrics.json").exists() and not (out / "checkpoints").exists()
 
 
+# Objectives with randomness: every row's masks (ELECTRA's samples, denoising's spans) are drawn from its
+# position in the run, so two processes of 4 rows prepare a global batch of 8 as one process does.
+RANDOM_OBJECTIVES = {
+    "mlm": ("pretrain-default", ["tokenizer.vocab_size=300"]),
+    "electra": ("pretrain-electra", ["tokenizer.vocab_size=300"]),
+    "denoise": ("pretrain-seq2seq", ["tokenizer.vocab_size=400", "model.config.num_hidden_layers=1"]),
+}
+
+
+def objective_args(objective: str, corpus: Path, out: Path, batch: int) -> list[str]:
+    """The run's own tokenizer (trained alike in every process): MLM and ELECTRA need WordPiece's [MASK], denoising its sentinels."""
+    recipe, extra = RANDOM_OBJECTIVES[objective]
+    sets = [*TINY_GPT, *extra, f"data.train_files={corpus}", f"training.per_device_train_batch_size={batch}",
+            f"training.per_device_eval_batch_size={2 * batch}"]
+    return ["pretrain", recipe, "-o", str(out), *[a for s in sets for a in ("--set", s)]]
+
+
+def torchrun_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "hftk", *args]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", list(RANDOM_OBJECTIVES))
+def test_two_processes_mask_and_train_as_one_process_of_the_same_global_batch(objective, corpus, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    run(hftk_cmd(*objective_args(objective, corpus, one, 8)))
+    run(torchrun_cmd(*objective_args(objective, corpus, two, 4)), env={"ACCELERATE_USE_CPU": "true"})
+    assert_same_weights(two, one, rtol=1e-4, atol=1e-5)
+    first, second = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
+    assert second["tokens_seen"] == first["tokens_seen"]  # denoising: the corrupted inputs, shorter than 6 x 8 blocks of 32
+    assert second["eval_loss"] == pytest.approx(first["eval_loss"], rel=1e-5)  # the same 32 blocks, masked alike
+
+
 # ----------------------------------------------------------------------------------------------
 # Fine-tuning under FSDP
 # ----------------------------------------------------------------------------------------------
