@@ -19,6 +19,7 @@ from accelerate import Accelerator
 
 from hftk.data.tokenizer import save_tokenizer
 from hftk.errors import HftkError
+from hftk.training import output_lock
 from hftk.training.checkpoint import latest_checkpoint
 from hftk.training.distributed import as_plain_module
 
@@ -55,9 +56,11 @@ def check_device_settings(training, accelerator: Accelerator) -> None:
 
 
 def removes_new_output_dir_on_error(run: Run) -> Run:
-    """A run that fails leaves no folder it created, unless it holds a checkpoint to resume from.
+    """A run that fails leaves no folder it created, unless it holds a checkpoint to resume from; its lock ends with it.
 
-    The recipe is the run's first argument; its output.output_dir is the folder.
+    The recipe is the run's first argument; its output.output_dir is the folder. The run takes the
+    folder's lock (`output_lock.hold_for_run`) once its processes are up; only the process holding
+    it removes anything, so a run refused because another one writes the folder leaves it alone.
     """
 
     @functools.wraps(run)
@@ -67,9 +70,11 @@ def removes_new_output_dir_on_error(run: Run) -> Run:
         try:
             return run(recipe, *args, **kwargs)
         except BaseException:  # Ctrl-C in data preparation too: nothing half-made stays behind
-            if created is not None and created.is_dir() and latest_checkpoint(output_dir) is None and _is_main_process():
+            if created is not None and created.is_dir() and latest_checkpoint(output_dir) is None and output_lock.holds(output_dir):
                 shutil.rmtree(created, ignore_errors=True)
             raise
+        finally:
+            output_lock.release_for_run(output_dir)
 
     return wrapper  # type: ignore[return-value]
 
@@ -80,12 +85,6 @@ def _first_missing(path: Path) -> Path | None:
     while not path.exists() and path != path.parent:
         path, missing = path.parent, path
     return missing
-
-
-def _is_main_process() -> bool:
-    from accelerate import PartialState
-
-    return PartialState().is_main_process
 
 
 def prepare_output_dir(output_dir: Path, *, overwrite: bool, resume: bool, accelerator: Accelerator) -> Path | None:
