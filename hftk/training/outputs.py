@@ -22,6 +22,7 @@ from hftk.errors import HftkError
 from hftk.training import output_lock
 from hftk.training.checkpoint import latest_checkpoint
 from hftk.training.distributed import as_plain_module
+from hftk.training.resume_check import RECIPE_FILE, check_resume
 
 FINISHED_MARKER = "metrics.json"
 
@@ -87,8 +88,14 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
-def prepare_output_dir(output_dir: Path, *, overwrite: bool, resume: bool, accelerator: Accelerator) -> Path | None:
-    """Check the folder suits the run; return the checkpoint to resume from (or None)."""
+def prepare_output_dir(
+    output_dir: Path, *, overwrite: bool, resume: bool, accelerator: Accelerator, recipe_yaml: str | None = None
+) -> Path | None:
+    """Check the folder suits the run; return the checkpoint to resume from (or None).
+
+    `recipe_yaml`: the run's resolved recipe, written into the folder as the run starts; resuming
+    refuses a recipe that differs from it in a way that could change what is trained (`resume_check`).
+    """
     finished = (output_dir / FINISHED_MARKER).is_file()
     checkpoint = latest_checkpoint(output_dir)
     if resume:
@@ -96,6 +103,9 @@ def prepare_output_dir(output_dir: Path, *, overwrite: bool, resume: bool, accel
             raise HftkError(f"{output_dir} holds a finished run, nothing to resume; use --overwrite to train again")
         if checkpoint is None:
             raise HftkError(f"nothing to resume in {output_dir}: no complete checkpoint; run without --resume")
+        if recipe_yaml is not None:
+            check_resume(output_dir, recipe_yaml)
+            _record_recipe(output_dir, recipe_yaml, accelerator)  # what may differ (logging, ...) as this session runs it
         return checkpoint
     if finished and not overwrite:
         raise HftkError(f"{output_dir} already holds a finished run; pass --overwrite or choose another --output-dir")
@@ -109,8 +119,17 @@ def prepare_output_dir(output_dir: Path, *, overwrite: bool, resume: bool, accel
             output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise HftkError(f"cannot create output folder {output_dir} ({error.strerror}); choose another --output-dir") from None
+    if recipe_yaml is not None:
+        _record_recipe(output_dir, recipe_yaml, accelerator)
     accelerator.wait_for_everyone()
     return None
+
+
+def _record_recipe(output_dir: Path, recipe_yaml: str, accelerator: Accelerator) -> None:
+    if accelerator.is_main_process:
+        tmp = output_dir / f".{RECIPE_FILE}.tmp"
+        tmp.write_text(recipe_yaml)
+        os.replace(tmp, output_dir / RECIPE_FILE)
 
 
 def write_model_folder(model, tokenizer, folder: Path, state_dict: dict | None = None) -> None:
