@@ -326,6 +326,37 @@ def test_two_processes_mask_and_train_as_one_process_of_the_same_global_batch(ob
     assert second["eval_loss"] == pytest.approx(first["eval_loss"], rel=1e-5)  # the same 32 blocks, masked alike
 
 
+@pytest.mark.slow
+def test_every_process_refuses_a_folder_another_run_holds_and_a_changed_recipe_on_resume(corpus, tokenizer, tmp_path):
+    """One lock per run, taken by the main process; its verdict, and the resume check, stop every rank before any work."""
+    from hftk.recipe import PretrainRecipe, dump_recipe, load_recipe
+    from hftk.training.output_lock import OutputLock
+
+    held, changed = tmp_path / "held", tmp_path / "changed"
+    args = pretrain_args(corpus, tokenizer, changed, 4)
+    sets = [item for flag, item in zip(args, args[1:]) if flag == "--set"]
+    (changed / "checkpoints" / "step-3").mkdir(parents=True)  # an interrupted run, trained at another learning rate
+    (changed / "checkpoints" / "step-3" / "trainer_state.json").write_text('{"step": 3}\n')
+    (changed / "recipe.yaml").write_text(dump_recipe(load_recipe(PretrainRecipe, "pretrain-gpt", [*sets, "training.learning_rate=5e-4"])))
+    before = sorted(p.relative_to(changed) for p in changed.rglob("*"))
+    with OutputLock(held, command="hftk pretrain -o held"):
+        launches = [
+            subprocess.Popen(torchrun_cmd(*cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**ENV, "ACCELERATE_USE_CPU": "true"})
+            for cmd in (pretrain_args(corpus, tokenizer, held, 4), [*args, "--resume"])
+        ]
+        results = [launch.communicate(timeout=400) for launch in launches]
+    expected = [f"is in use by another run (pid {os.getpid()}, `hftk pretrain -o held`", "trained with another recipe: training.learning_rate 0.0005 -> 0.001"]
+    for launch, (_, stderr), needle in zip(launches, results, expected):
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert launch.returncode != 0 and len(errors) == 2 and len(set(errors)) == 1, stderr[-3000:]  # both ranks, one line each
+        assert needle in errors[0], errors[0]
+        frames = [line for line in stderr.splitlines() if line.strip().startswith('File "')]
+        assert not [line for line in frames if str(ROOT / "hftk") in line], stderr[-3000:]  # torchrun's summary only, no hftk traceback
+    assert not held.exists()
+    assert sorted(p.relative_to(changed) for p in changed.rglob("*")) == before
+
+
 # ----------------------------------------------------------------------------------------------
 # Fine-tuning under FSDP
 # ----------------------------------------------------------------------------------------------
