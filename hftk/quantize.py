@@ -27,6 +27,7 @@ import transformers
 from transformers import AutoConfig, PreTrainedModel
 
 from hftk.errors import HftkError
+from hftk.training.output_lock import locks_folder
 
 WEIGHTS = "model_int8.pt"
 MARKER = "quantization.json"
@@ -77,6 +78,7 @@ def _model_class(config) -> type[PreTrainedModel]:
     return cls
 
 
+@locks_folder(lambda source, output_dir, **_: output_dir)
 def quantize_folder(source: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
     """Quantize the model saved in `source` into `output_dir` (written under a temporary name, then moved)."""
     source, output_dir = Path(source), Path(output_dir)

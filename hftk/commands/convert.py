@@ -19,6 +19,7 @@ from transformers import BertConfig, GPT2Config
 from hftk.commands.convert_seq2seq import SEQ2SEQ_HEADS, SEQ2SEQ_MODEL_TYPES, T5_REFUSAL, convert_seq2seq_model
 from hftk.data.tokenizer import save_tokenizer
 from hftk.errors import HftkError
+from hftk.training.output_lock import locks_folder
 from hftk.models import (
     HftkBertConfig,
     HftkBertForMaskedLM,
@@ -233,6 +234,7 @@ def _source_model_class(config: PretrainedConfig) -> type[PreTrainedModel]:
     return getattr(transformers, architecture)
 
 
+@locks_folder(lambda source, output_dir, **_: output_dir)
 def convert_checkpoint(source: str | Path, output_dir: str | Path, *, overwrite: bool = False) -> Path:
     """Convert a BERT/GPT-2/BART/Marian checkpoint folder (or Hub id) and save it, with its tokenizer, to `output_dir`.
 

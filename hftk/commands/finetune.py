@@ -359,7 +359,10 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, distiller: Any = N
     tokenizer, config, task = load_task(recipe, accelerator, evaluate_only=False)
     if distiller is not None:
         distiller.check(task, config)
-    resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
+    recipe_yaml = distiller.recipe_yaml if distiller is not None else dump_recipe(recipe)  # what --resume compares
+    resume_from = prepare_output_dir(
+        output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator, recipe_yaml=recipe_yaml
+    )
     set_seed(recipe.training.seed)
     model, _ = build_task_model(recipe, task, config, accelerator, evaluate_only=False)
     evaluator = Evaluator(recipe, task, tokenizer, accelerator)
@@ -450,7 +453,6 @@ def train_on_task(recipe, task, tokenizer, model, evaluator, unwrap, accelerator
     hooks = TrainingHooks(
         save_model=save_model,
         load_model=load_model,
-        count_tokens=lambda batch: int(batch["attention_mask"].sum()) if "attention_mask" in batch else batch["input_ids"].numel(),
         evaluate=evaluator,
         compute_loss=label_smoothed_loss(training.label_smoothing_factor) if training.label_smoothing_factor else None,
     )

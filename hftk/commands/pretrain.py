@@ -94,7 +94,9 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     output_dir = Path(recipe.output.output_dir)
     accelerator = start_session(recipe.training, output_dir, dump_recipe(recipe))
     teacher, teacher_tokenizer = check_before_work(recipe, accelerator)
-    resume_from = prepare_output_dir(output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator)
+    resume_from = prepare_output_dir(
+        output_dir, overwrite=recipe.output.overwrite, resume=resume, accelerator=accelerator, recipe_yaml=dump_recipe(recipe)
+    )
     set_seed(recipe.training.seed)
     tokenizer, train_data, validation = load_pretraining_data(recipe, accelerator, resume_from, teacher_tokenizer)
     model = build_model(recipe, tokenizer) if teacher is None else distillation.build_student(recipe, teacher, tokenizer, build_model)
@@ -218,7 +220,6 @@ def pretraining_hooks(recipe: PretrainRecipe, objective, tokenizer, eval_loader,
         load_model=lambda model, folder: objective.load_model(student(model), folder),
         prepare_batch=lambda batch, index: objective.prepare(batch, index),
         count_targets=objective.count_targets,
-        count_tokens=lambda batch: int(batch["input_ids"].numel()),
         evaluate=evaluate,
         tokens_per_step=training.per_device_train_batch_size
         * training.gradient_accumulation_steps

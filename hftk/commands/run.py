@@ -29,6 +29,7 @@ from hftk.recipe.pipeline import (
     with_model,
 )
 from hftk.reporting.stages import quantized_stage, trained_stages
+from hftk.training.output_lock import locks_folder
 from hftk.training.outputs import FINISHED_MARKER
 
 Echo = Callable[[str], None]
@@ -182,6 +183,7 @@ def quantize_stage(pipeline: LoadedPipeline, name: str, echo: Echo, overwrite: b
     write_json_atomic(folder / FINISHED_MARKER, metrics)
 
 
+@locks_folder(lambda pipeline, **_: pipeline.output_dir)
 def run_pipeline(pipeline: LoadedPipeline, *, overwrite: bool = False, echo: Echo = print) -> Path:
     """Run every stage (skipping finished ones), write the report, push if asked; return report.md."""
     from hftk.commands.finetune import finetune

@@ -4,7 +4,8 @@ Same rule as `transformers.DataCollatorForLanguageModeling`: select `probability
 (never special ones); of those, 80% become `[MASK]`, 10% a random token, 10% stay unchanged;
 labels keep the original ids at selected positions and -100 elsewhere. Unlike the collator it
 takes the `torch.Generator` as an argument, so the training loop can save and restore it and a
-resumed run masks exactly as the uninterrupted one would have.
+resumed run masks exactly as the uninterrupted one would have; or one generator per row, so that a
+row is masked the same whichever batch (and process) it lands in.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def mask_tokens(
     mask_token_id: int,
     vocab_size: int,
     special_token_ids: Sequence[int],
-    generator: torch.Generator,
+    generator: torch.Generator | Sequence[torch.Generator],
     continuation: torch.BoolTensor | None = None,
     mask_replace_prob: float = 0.8,
     random_replace_prob: float = 0.1,
@@ -36,7 +37,8 @@ def mask_tokens(
     is made at each word's first token and copied to its continuation tokens, so a word is masked
     all-or-nothing (the 80/10/10 replacement is still per token, as in BERT's whole-word masking).
     Random numbers come from `generator` (on its own device) and are always drawn in the same
-    amount for a given shape, so results depend only on the generator state and the input.
+    amount for a given shape, so results depend only on the generator state and the input. Given
+    one generator per row, each row's draws come from its own generator alone.
     """
     if not 0.0 <= probability <= 1.0:
         raise HftkError(f"mlm probability must be in [0, 1], got {probability}: use e.g. 0.15 (mlm_probability)")
@@ -49,10 +51,9 @@ def mask_tokens(
     specials = torch.tensor(list(special_token_ids), dtype=input_ids.dtype, device=device)
     is_special = torch.isin(input_ids, specials)
 
-    # One uniform draw per position for each decision, made up front on the generator's device.
-    draws = torch.rand((3, *shape), generator=generator, device=generator.device).to(device)
+    draws, random_tokens = _draw(shape, vocab_size, generator)
+    draws, random_tokens = draws.to(device), random_tokens.to(device)
     select_draw, replace_draw, random_draw = draws[0], draws[1], draws[2]
-    random_tokens = torch.randint(vocab_size, shape, generator=generator, device=generator.device).to(device)
 
     selected = (select_draw < probability) & ~is_special
     if continuation is not None:
@@ -66,6 +67,19 @@ def mask_tokens(
     masked = torch.where(to_mask, torch.full_like(input_ids, mask_token_id), input_ids)
     masked = torch.where(to_random, random_tokens.to(input_ids.dtype), masked)
     return masked, labels
+
+
+def _draw(
+    shape: torch.Size, vocab_size: int, generator: torch.Generator | Sequence[torch.Generator]
+) -> tuple[torch.Tensor, torch.LongTensor]:
+    """Three uniforms per position (select, [MASK], random) and a random token per position, on the generator's device."""
+    if isinstance(generator, torch.Generator):
+        draws = torch.rand((3, *shape), generator=generator, device=generator.device)
+        return draws, torch.randint(vocab_size, shape, generator=generator, device=generator.device)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for {shape[0]} rows: give one per row")
+    rows = [_draw(shape[1:], vocab_size, row_generator) for row_generator in generator]
+    return torch.stack([draws for draws, _ in rows], dim=1), torch.stack([tokens for _, tokens in rows])
 
 
 def _whole_words(

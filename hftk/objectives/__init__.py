@@ -2,7 +2,9 @@
 
 One module per objective. Each objective object has
 - `prepare(batch, index, evaluation=False) -> dict`: the model's keyword arguments for one batch
-  (`index` seeds any randomness, so a resumed run sees the same masks as an uninterrupted one);
+  (`index`, the micro-batch counter, places each row in the run's sequence of samples, whose
+  position seeds the row's randomness: `base.SampleSeeds`; so a resumed run, and N processes of
+  the same global batch, see the masks of an uninterrupted single-process run);
 - `count_targets(batch) -> int`: how many positions the loss averages over (for token-weighted
   evaluation losses across batches and processes);
 - the hooks of `hftk.objectives.base.Objective` (what is trained, saved, loaded and evaluated),

@@ -9,8 +9,9 @@
 
 Hand-written because neither transformers nor datasets ships these as a reusable function
 (BART's lives in fairseq's `DenoisingDataset`, T5's in `run_t5_mlm_flax.py`, numpy, per example).
-Noise is reproducible as MLM masking is: the generator is re-seeded from (seed, stream, batch
-index, rank), so a killed-and-resumed run sees the same corruptions as an uninterrupted one.
+Noise is drawn per sample as MLM's masks are (`SampleSeeds`: from the seed and the sample's position
+in the run), so a killed-and-resumed run sees the same corruptions as an uninterrupted one, and N
+processes the same as one process of the same global batch.
 """
 
 from __future__ import annotations
@@ -19,8 +20,7 @@ import torch
 
 from hftk.data.tokenizer import SENTINELS
 from hftk.errors import HftkError
-from hftk.objectives.base import Objective
-from hftk.objectives.mlm import MASK_SEED_STRIDE
+from hftk.objectives.base import Objective, SampleSeeds
 
 IGNORE = -100
 METHODS = ("text_infilling", "span_corruption")
@@ -86,13 +86,11 @@ class Denoising(Objective):
         self.method = data.denoising
         self.density = data.noise_density if data.noise_density is not None else DEFAULT_NOISE_DENSITY[self.method]
         self.mean_span = data.mean_span_length
-        self.seed = recipe.training.seed
-        self.rank = accelerator.process_index
+        self.seeds = SampleSeeds.for_run(recipe, accelerator)
         self.pad_id = tokenizer.pad_token_id
         self.mask_id = tokenizer.mask_token_id
         vocab = tokenizer.get_vocab()
         self.sentinels = [vocab[name] for name in SENTINELS if name in vocab]  # T5's <extra_id_i>, in order
-        self.generator = torch.Generator()
         if self.pad_id is None:
             raise HftkError("denoising needs a tokenizer with a pad token (use tokenizer.kind=seq2seq)")
         if self.method == "text_infilling" and self.mask_id is None:
@@ -100,16 +98,16 @@ class Denoising(Objective):
         if self.method == "span_corruption" and not self.sentinels:
             raise HftkError("span corruption needs sentinel tokens <extra_id_0>... in the tokenizer (use tokenizer.kind=seq2seq)")
 
-    def corrupt(self, row: list[int]) -> tuple[list[int], list[int]]:
-        """(encoder input, decoder target) of one block."""
+    def corrupt(self, row: list[int], generator: torch.Generator) -> tuple[list[int], list[int]]:
+        """(encoder input, decoder target) of one block, its spans drawn from `generator`."""
         if self.method == "text_infilling":
             source, last = [], 0
-            for start, span in infilling_spans(len(row), self.density, self.mean_span, self.generator):
+            for start, span in infilling_spans(len(row), self.density, self.mean_span, generator):
                 source += row[last:start] + [self.mask_id]
                 last = start + span
             return source + row[last:], list(row)
         source, target, last = [], [], 0
-        spans = corruption_spans(len(row), self.density, self.mean_span, len(self.sentinels) - 1, self.generator)
+        spans = corruption_spans(len(row), self.density, self.mean_span, len(self.sentinels) - 1, generator)
         for sentinel, (start, span) in zip(self.sentinels, spans):
             source += row[last:start] + [sentinel]
             target += [sentinel] + row[start : start + span]
@@ -117,10 +115,9 @@ class Denoising(Objective):
         return source + row[last:], target + [self.sentinels[len(spans)]]
 
     def prepare(self, batch: dict, index: int, evaluation: bool = False) -> dict:
-        stream = 1 if evaluation else 0  # evaluation noise is fixed, so eval losses compare across steps
-        self.generator.manual_seed(((self.seed * 2 + stream) * MASK_SEED_STRIDE + index) * 64 + self.rank)
         blocks = batch["input_ids"]
-        pairs = [self.corrupt(row) for row in blocks.tolist()]
+        generators = self.seeds.generators(index, len(blocks), evaluation)  # evaluation's stream is fixed across steps
+        pairs = [self.corrupt(row, generator) for row, generator in zip(blocks.tolist(), generators)]
         width = max(len(s) for s, _ in pairs)
         target_width = max(len(t) for _, t in pairs)
         input_ids = torch.tensor([s + [self.pad_id] * (width - len(s)) for s, _ in pairs], dtype=torch.long)

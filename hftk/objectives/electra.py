@@ -13,8 +13,9 @@ replacement. Both train jointly: loss = generator MLM loss + λ · discriminator
 - The generator predicts on masked positions only (sparse prediction), as MLM does, and its
   head's loss and samples come from one chunked pass that never holds all the logits (as MLM's
   fused loss).
-- Sampling is inverse-CDF with uniforms drawn in `prepare` from the masking's generator,
-  seeded from (seed, batch index, rank): a resumed run samples what the uninterrupted one did.
+- Sampling is inverse-CDF with uniforms drawn in `prepare` from each row's masking generator,
+  seeded from (seed, the sample's position in the run): a resumed run samples what the
+  uninterrupted one did, and N processes what one process of the same global batch does.
 
 transformers ships ELECTRA's models but no pretraining step (its ELECTRA example was never
 ported), so the joint module and the sampling are written here.
@@ -274,9 +275,11 @@ class ReplacedTokenDetection(MaskedLanguageModelling):
         self.micro_batches_per_step = recipe.training.gradient_accumulation_steps * accelerator.num_processes
 
     def prepare(self, batch: dict, index: int, evaluation: bool = False) -> dict:
-        prepared = super().prepare(batch, index, evaluation)
-        masked = int((prepared["labels"] != -100).sum())
-        uniforms = torch.rand(masked, generator=self.generator)  # the masking's stream, seeded per batch
+        generators = self.seeds.generators(index, len(batch["input_ids"]), evaluation)
+        prepared = self.mask(batch["input_ids"], generators)
+        # Each row's uniforms continue its masking stream, in the row-major order of the masked positions.
+        masked_per_row = (prepared["labels"] != -100).sum(dim=1).tolist()
+        uniforms = torch.cat([torch.rand(int(n), generator=g) for n, g in zip(masked_per_row, generators)])
         prepared["sample_uniforms"] = uniforms.to(prepared["input_ids"].device)
         if not evaluation:
             prepared["num_tokens_in_batch"] = prepared["input_ids"].numel() * self.micro_batches_per_step

@@ -8,14 +8,15 @@ from accelerate import Accelerator
 from hftk.data.masking import mask_tokens
 from hftk.data.tokenizer import continuation_mask
 from hftk.errors import HftkError
-from hftk.objectives.base import Objective
+from hftk.objectives.base import Objective, SampleSeeds
 from hftk.recipe import PretrainRecipe
-
-MASK_SEED_STRIDE = 1_000_003
 
 
 class MaskedLanguageModelling(Objective):
-    """Dynamic masking per batch, reproducible: the generator is re-seeded from (seed, batch, rank).
+    """Dynamic masking, reproducible: each sample's masks come from (seed, its position in the run), see `SampleSeeds`.
+
+    So one process and N processes of the same global batch mask it alike, and a resumed run masks
+    as the uninterrupted one; a sample seen again in a later epoch gets new masks (its position differs).
 
     `sparse`: ask an hftk encoder for sparse prediction (the vocabulary decoder on masked
     positions only) in training and evaluation alike; its logits are never looked at here.
@@ -27,27 +28,27 @@ class MaskedLanguageModelling(Objective):
     def __init__(self, recipe: PretrainRecipe, tokenizer, accelerator: Accelerator, sparse: bool = False) -> None:
         self.sparse = sparse
         self.probability = recipe.data.mlm_probability
-        self.seed = recipe.training.seed
-        self.rank = accelerator.process_index
+        self.seeds = SampleSeeds.for_run(recipe, accelerator)
         self.mask_token_id = tokenizer.mask_token_id
         self.vocab_size = len(tokenizer)
         self.special_token_ids = tokenizer.all_special_ids
         self.continuation = continuation_mask(tokenizer) if recipe.data.whole_word_mask else None
-        self.generator = torch.Generator()
         if self.mask_token_id is None:
             raise HftkError("the tokenizer has no mask token: MLM needs one (use a WordPiece tokenizer)")
 
     def prepare(self, batch: dict, index: int, evaluation: bool = False) -> dict:
-        stream = 1 if evaluation else 0  # evaluation masks are fixed, so eval losses compare across steps
-        self.generator.manual_seed(((self.seed * 2 + stream) * MASK_SEED_STRIDE + index) * 64 + self.rank)
         input_ids = batch["input_ids"]
+        return self.mask(input_ids, self.seeds.generators(index, len(input_ids), evaluation))
+
+    def mask(self, input_ids: torch.Tensor, generators: list[torch.Generator]) -> dict:
+        """The model's inputs and labels, each row masked with its own generator."""
         masked, labels = mask_tokens(
             input_ids.cpu(),
             probability=self.probability,
             mask_token_id=self.mask_token_id,
             vocab_size=self.vocab_size,
             special_token_ids=self.special_token_ids,
-            generator=self.generator,
+            generator=generators,
             continuation=self.continuation,
             mask_replace_prob=self.mask_replace_prob,
             random_replace_prob=self.random_replace_prob,

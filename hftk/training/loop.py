@@ -42,6 +42,13 @@ from hftk.training.checkpoint import (
 from hftk.training.distributed import full_state_dict
 
 
+def count_input_tokens(batch: dict) -> int:
+    """The model's input tokens, padding left out: a batch padded to its longest row (fine-tuning, denoising)
+    would otherwise count differently when the same global batch is split across processes."""
+    mask = batch.get("attention_mask")
+    return int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+
+
 @dataclass
 class TrainingHooks:
     """The task-specific parts of training."""
@@ -51,7 +58,7 @@ class TrainingHooks:
     load_model: Callable[[torch.nn.Module, Path], None] = load_model_weights
     prepare_batch: Callable[[dict, int], dict] = lambda batch, index: batch
     count_targets: Callable[[dict], int] | None = None
-    count_tokens: Callable[[dict], int] = lambda batch: int(batch["input_ids"].numel())
+    count_tokens: Callable[[dict], int] = count_input_tokens
     evaluate: Callable[[torch.nn.Module], dict[str, float]] | None = None
     tokens_per_step: int | None = None  # nominal, for token budgets
     # (model, batch, **kwargs) -> loss, when the task's loss is not the model's own (label smoothing); kwargs as the model's

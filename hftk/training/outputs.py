@@ -19,8 +19,10 @@ from accelerate import Accelerator
 
 from hftk.data.tokenizer import save_tokenizer
 from hftk.errors import HftkError
+from hftk.training import output_lock
 from hftk.training.checkpoint import latest_checkpoint
 from hftk.training.distributed import as_plain_module
+from hftk.training.resume_check import RECIPE_FILE, check_resume
 
 FINISHED_MARKER = "metrics.json"
 
@@ -55,9 +57,11 @@ def check_device_settings(training, accelerator: Accelerator) -> None:
 
 
 def removes_new_output_dir_on_error(run: Run) -> Run:
-    """A run that fails leaves no folder it created, unless it holds a checkpoint to resume from.
+    """A run that fails leaves no folder it created, unless it holds a checkpoint to resume from; its lock ends with it.
 
-    The recipe is the run's first argument; its output.output_dir is the folder.
+    The recipe is the run's first argument; its output.output_dir is the folder. The run takes the
+    folder's lock (`output_lock.hold_for_run`) once its processes are up; only the process holding
+    it removes anything, so a run refused because another one writes the folder leaves it alone.
     """
 
     @functools.wraps(run)
@@ -67,9 +71,11 @@ def removes_new_output_dir_on_error(run: Run) -> Run:
         try:
             return run(recipe, *args, **kwargs)
         except BaseException:  # Ctrl-C in data preparation too: nothing half-made stays behind
-            if created is not None and created.is_dir() and latest_checkpoint(output_dir) is None and _is_main_process():
+            if created is not None and created.is_dir() and latest_checkpoint(output_dir) is None and output_lock.holds(output_dir):
                 shutil.rmtree(created, ignore_errors=True)
             raise
+        finally:
+            output_lock.release_for_run(output_dir)
 
     return wrapper  # type: ignore[return-value]
 
@@ -82,14 +88,14 @@ def _first_missing(path: Path) -> Path | None:
     return missing
 
 
-def _is_main_process() -> bool:
-    from accelerate import PartialState
+def prepare_output_dir(
+    output_dir: Path, *, overwrite: bool, resume: bool, accelerator: Accelerator, recipe_yaml: str | None = None
+) -> Path | None:
+    """Check the folder suits the run; return the checkpoint to resume from (or None).
 
-    return PartialState().is_main_process
-
-
-def prepare_output_dir(output_dir: Path, *, overwrite: bool, resume: bool, accelerator: Accelerator) -> Path | None:
-    """Check the folder suits the run; return the checkpoint to resume from (or None)."""
+    `recipe_yaml`: the run's resolved recipe, written into the folder as the run starts; resuming
+    refuses a recipe that differs from it in a way that could change what is trained (`resume_check`).
+    """
     finished = (output_dir / FINISHED_MARKER).is_file()
     checkpoint = latest_checkpoint(output_dir)
     if resume:
@@ -97,6 +103,9 @@ def prepare_output_dir(output_dir: Path, *, overwrite: bool, resume: bool, accel
             raise HftkError(f"{output_dir} holds a finished run, nothing to resume; use --overwrite to train again")
         if checkpoint is None:
             raise HftkError(f"nothing to resume in {output_dir}: no complete checkpoint; run without --resume")
+        if recipe_yaml is not None:
+            check_resume(output_dir, recipe_yaml)
+            _record_recipe(output_dir, recipe_yaml, accelerator)  # what may differ (logging, ...) as this session runs it
         return checkpoint
     if finished and not overwrite:
         raise HftkError(f"{output_dir} already holds a finished run; pass --overwrite or choose another --output-dir")
@@ -110,8 +119,17 @@ def prepare_output_dir(output_dir: Path, *, overwrite: bool, resume: bool, accel
             output_dir.mkdir(parents=True, exist_ok=True)
         except OSError as error:
             raise HftkError(f"cannot create output folder {output_dir} ({error.strerror}); choose another --output-dir") from None
+    if recipe_yaml is not None:
+        _record_recipe(output_dir, recipe_yaml, accelerator)
     accelerator.wait_for_everyone()
     return None
+
+
+def _record_recipe(output_dir: Path, recipe_yaml: str, accelerator: Accelerator) -> None:
+    if accelerator.is_main_process:
+        tmp = output_dir / f".{RECIPE_FILE}.tmp"
+        tmp.write_text(recipe_yaml)
+        os.replace(tmp, output_dir / RECIPE_FILE)
 
 
 def write_model_folder(model, tokenizer, folder: Path, state_dict: dict | None = None) -> None:

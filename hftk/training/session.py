@@ -14,6 +14,7 @@ import torch
 from accelerate import Accelerator, DataLoaderConfiguration
 
 from hftk.recipe import flat_config
+from hftk.training import output_lock
 from hftk.training.checkpoint import TrainState
 from hftk.training.distributed import check_same_recipe, make_accelerator
 from hftk.training.loop import TrainingHooks, train
@@ -21,7 +22,7 @@ from hftk.training.outputs import check_device_settings, check_output_dir
 
 
 def start_session(training, output_dir: Path, recipe_yaml: str, *, log: bool = True) -> Accelerator:
-    """The Accelerator of one command, after the checks that need no data: device settings, folder, same recipe everywhere.
+    """The Accelerator of one command, after the checks that need no data: the folder's lock, device settings, folder, same recipe everywhere.
 
     `log=False` (evaluation only) starts no trackers.
     """
@@ -33,6 +34,7 @@ def start_session(training, output_dir: Path, recipe_yaml: str, *, log: bool = T
         project_dir=str(output_dir),
         dataloader_config=DataLoaderConfiguration(use_seedable_sampler=True),
     )
+    output_lock.hold_for_run(output_dir, accelerator)  # until the run ends (`removes_new_output_dir_on_error` releases it)
     check_device_settings(training, accelerator)
     check_output_dir(output_dir)
     check_same_recipe(accelerator, recipe_yaml)

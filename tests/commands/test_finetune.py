@@ -250,7 +250,10 @@ def test_ctrl_c_and_resume_matches_uninterrupted_run(hftk_bert, data, tmp_path):
     checkpoint = resumed / "checkpoints" / "step-5"
     assert (checkpoint / "model" / "model.safetensors").is_file()
     assert not (checkpoint / "model.safetensors").exists()  # the model once per checkpoint, in model/
-    run_hftk(*finetune_args("classification", hftk_bert, resumed, *sets), "--resume", check=True)
+    # Another learning rate would continue the checkpoint's schedule under a recipe.yaml that says otherwise.
+    changed = run_hftk(*finetune_args("classification", hftk_bert, resumed, *sets, "training.learning_rate=5e-4"), "--resume")
+    assert_one_line_error(changed, "checkpoint was trained with another recipe: training.learning_rate", "-> 0.0005")
+    run_hftk(*finetune_args("classification", hftk_bert, resumed, *sets, "training.logging_steps=1"), "--resume", check=True)
 
     expected, actual = load_file(reference / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert expected.keys() == actual.keys()
@@ -598,7 +601,7 @@ def seq2seq_bad_input_cases(cases: dict, folder, ft, hftk_bert: Path) -> None:
 
 
 # Cases whose output path exists before the run (a file, a non-empty folder): it must be left as it was.
-PREEXISTING_OUTPUT = {"output_is_a_file", "pretrain_output_is_a_file", "convert_into_non_empty_folder"}
+PREEXISTING_OUTPUT = {"output_is_a_file", "pretrain_output_is_a_file", "convert_into_non_empty_folder", "pretrain_resume_with_changed_recipe"}
 
 
 def more_bad_input_cases(cases: dict, folder, ft, hftk_bert: Path, data: dict[str, str]) -> None:
@@ -666,6 +669,24 @@ def more_bad_input_cases(cases: dict, folder, ft, hftk_bert: Path, data: dict[st
     cases["pretrain_output_is_a_file"] = (["pretrain", "-o", str(d / "out"), "--set", f"data.train_files={corpus}"], ["is a file"])
     cases["pretrain_unknown_section"] = (pt("pretrain_unknown_section", "trainig.max_steps=1"), ["unknown recipe key trainig", "did you mean training"])
     cases["pretrain_nothing_to_resume"] = (pt("pretrain_nothing_to_resume", extra=("--resume",)), ["nothing to resume"])
+    # An interrupted run whose recipe had another learning rate (issue 28): --resume must refuse and change nothing.
+    from hftk.recipe import PretrainRecipe, dump_recipe, load_recipe
+
+    d = folder("pretrain_resume_with_changed_recipe")
+    (d / "out" / "checkpoints" / "step-2").mkdir(parents=True)
+    (d / "out" / "checkpoints" / "step-2" / "trainer_state.json").write_text('{"step": 2}\n')
+    trained = load_recipe(PretrainRecipe, "pretrain-default", [f"data.train_files={corpus}", "training.report_to=[]", "training.learning_rate=5e-4"])
+    (d / "out" / "recipe.yaml").write_text(dump_recipe(trained))
+    cases["pretrain_resume_with_changed_recipe"] = (
+        ["pretrain", "-o", str(d / "out"), "--resume", *(a for item in (f"data.train_files={corpus}", "training.report_to=[]", "training.logging_steps=1") for a in ("--set", item))],
+        ["checkpoint was trained with another recipe: training.learning_rate 0.0005 -> 0.001;", "--overwrite"],
+    )
+    # A folder another run writes (its lock is held by this test process, see `bad_runs`): every command refuses it.
+    in_use = ["is in use by another run", f"pid {os.getpid()}", "`hftk pretrain -o busy`", "choose another output folder"]
+    cases["pretrain_output_in_use"] = (pt("pretrain_output_in_use"), in_use)
+    cases["finetune_output_in_use"] = (ft("finetune_output_in_use", "classification", hftk_bert, *cls), in_use)
+    cases["convert_output_in_use"] = (["convert", str(hftk_bert), str(folder("convert_output_in_use") / "out")], in_use)
+    cases["run_output_in_use"] = (["run", "pipeline-tiny", "-o", str(folder("run_output_in_use") / "out")], in_use)
 
     # hftk convert / run / recipes / push
     d = folder("convert_into_non_empty_folder")
@@ -695,8 +716,14 @@ def bad_runs(tmp_path_factory, hftk_bert, cls_run, data, bert_tokenizer) -> dict
     def run(name: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "hftk", *cases[name][0]], capture_output=True, text=True, env=env, timeout=300)
 
+    from hftk.training.output_lock import OutputLock
+
+    # The `*_output_in_use` cases run while another run (this process) holds their folder's lock.
+    busy = [OutputLock(tmp / name / "out", command="hftk pretrain -o busy").acquire() for name in cases if name.endswith("_output_in_use")]
     with ThreadPoolExecutor(max_workers=6) as pool:  # a few at a time: each is a Python with torch (~0.4 GB)
         done = dict(zip(cases, pool.map(run, cases)))
+    for lock in busy:
+        lock.release()
     return {name: (done[name], tmp / name / "out", cases[name][1], before[name]) for name in cases}
 
 
@@ -729,6 +756,9 @@ BAD_INPUTS = [
     "translation_max_new_tokens_0", "translation_max_new_tokens_above_positions", "label_smoothing_on_classification",
     # issue 16: fine-tuning options
     "reinit_more_layers_than_the_model", "metric_for_best_model_unknown",
+    # issue 28: a changed recipe on --resume, a folder another run writes
+    "pretrain_resume_with_changed_recipe", "pretrain_output_in_use", "finetune_output_in_use", "convert_output_in_use",
+    "run_output_in_use",
 ]
 
 

@@ -132,7 +132,10 @@ def test_kill_and_resume_matches_uninterrupted_run(corpus, tmp_path, fault):
     assert not (resumed / "metrics.json").exists()
     again = run_hftk(*pretrain_args(corpus, resumed, *args))
     assert_one_line_error(again, "interrupted run", "--resume")
-    run_hftk(*pretrain_args(corpus, resumed, *args), "--resume", check=True)
+    changed = run_hftk(*pretrain_args(corpus, resumed, *args, "training.learning_rate=3e-4"), "--resume")
+    assert_one_line_error(changed, "checkpoint was trained with another recipe: training.learning_rate", "-> 0.0003", "--overwrite")
+    # What cannot change training may differ: this session logs every step, and still ends on the reference weights.
+    run_hftk(*pretrain_args(corpus, resumed, *args, "training.logging_steps=1"), "--resume", check=True)
 
     expected, actual = load_file(reference / "model.safetensors"), load_file(resumed / "model.safetensors")
     assert expected.keys() == actual.keys()

@@ -20,9 +20,11 @@ class _Tokenizer:
         return {**{f"<extra_id_{i}>": t for i, t in enumerate(SENTINELS)}, "<pad>": PAD, "<mask>": MASK}
 
 
-def _denoise(method: str, seed: int = 0, rank: int = 0) -> Denoising:
-    recipe = PretrainRecipe.model_validate({"objective": "denoise", "training": {"seed": seed}, "data": {"denoising": method}})
-    return Denoising(recipe, _Tokenizer(), SimpleNamespace(process_index=rank))
+def _denoise(method: str, seed: int = 0, rank: int = 0, processes: int = 1, batch: int = 4) -> Denoising:
+    recipe = PretrainRecipe.model_validate(
+        {"objective": "denoise", "training": {"seed": seed, "per_device_train_batch_size": batch}, "data": {"denoising": method}}
+    )
+    return Denoising(recipe, _Tokenizer(), SimpleNamespace(process_index=rank, num_processes=processes))
 
 
 def _blocks(rows: int = 4, length: int = 64) -> dict:
@@ -30,22 +32,37 @@ def _blocks(rows: int = 4, length: int = 64) -> dict:
 
 
 @pytest.mark.parametrize("method", ["text_infilling", "span_corruption"])
-def test_noise_depends_only_on_seed_batch_index_rank_and_stream(method):
+def test_noise_depends_only_on_seed_sample_position_and_stream(method):
     batch = _blocks()
     first, again = _denoise(method).prepare(batch, 3), _denoise(method).prepare(batch, 3)
     assert all(torch.equal(first[k], again[k]) for k in ("input_ids", "attention_mask", "labels"))
-    for other in (_denoise(method).prepare(batch, 4), _denoise(method, rank=1).prepare(batch, 3),
+    for other in (_denoise(method).prepare(batch, 4), _denoise(method, rank=1, processes=2).prepare(batch, 3),
                   _denoise(method, seed=1).prepare(batch, 3), _denoise(method).prepare(batch, 3, evaluation=True)):
         assert not torch.equal(first["input_ids"], other["input_ids"])
     assert _denoise(method).count_targets(first) == int((first["labels"] != -100).sum())
+
+
+def _rows(prepared: dict) -> list[tuple[list[int], list[int]]]:
+    """Each row's encoder input and decoder target without padding (a batch pads to its own longest row)."""
+    sources = [row[mask.bool()].tolist() for row, mask in zip(prepared["input_ids"], prepared["attention_mask"])]
+    return list(zip(sources, [row[row != -100].tolist() for row in prepared["labels"]]))
+
+
+@pytest.mark.parametrize("method", ["text_infilling", "span_corruption"])
+def test_a_global_batch_is_corrupted_alike_at_any_world_size(method):
+    batch = _blocks(rows=8)
+    one = _rows(_denoise(method, batch=8).prepare(batch, 5))
+    two = [row for r in (0, 1) for row in _rows(_denoise(method, rank=r, processes=2).prepare({"input_ids": batch["input_ids"][4 * r : 4 * r + 4]}, 5))]
+    assert two == one and one[0] != one[4]
 
 
 def test_text_infilling_masks_30_percent_one_mask_per_span_and_targets_the_original():
     batch = _blocks(rows=8, length=100)
     prepared = _denoise("text_infilling").prepare(batch, 0)
     assert torch.equal(prepared["labels"], batch["input_ids"])  # the decoder rewrites the whole block
-    generator = torch.Generator().manual_seed(((0 * 2 + 0) * 1_000_003 + 0) * 64 + 0)
-    for row, source, mask in zip(batch["input_ids"].tolist(), prepared["input_ids"].tolist(), prepared["attention_mask"].tolist()):
+    generators = _denoise("text_infilling").seeds.generators(0, 8)  # one per row
+    rows = zip(batch["input_ids"].tolist(), prepared["input_ids"].tolist(), prepared["attention_mask"].tolist(), generators)
+    for row, source, mask, generator in rows:
         spans = infilling_spans(100, 0.3, 3.0, generator)  # the same draws, in the same order
         assert sum(length for _, length in spans) == 30
         kept = [t for i, t in enumerate(row) if not any(s <= i < s + n for s, n in spans)]

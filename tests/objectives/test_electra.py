@@ -38,12 +38,12 @@ TINY = dict(
 )
 
 
-def _objective(seed: int = 0, rank: int = 0, accumulation: int = 1) -> ReplacedTokenDetection:
+def _objective(seed: int = 0, rank: int = 0, accumulation: int = 1, processes: int = 2, batch: int = 3) -> ReplacedTokenDetection:
     recipe = PretrainRecipe.model_validate(
         {"objective": "electra", "model": {"config": TINY}, "data": {"max_seq_length": 16},
-         "training": {"seed": seed, "gradient_accumulation_steps": accumulation}}
+         "training": {"seed": seed, "gradient_accumulation_steps": accumulation, "per_device_train_batch_size": batch}}
     )
-    return ReplacedTokenDetection(recipe, _Tokenizer(), SimpleNamespace(process_index=rank, num_processes=2, print=print))
+    return ReplacedTokenDetection(recipe, _Tokenizer(), SimpleNamespace(process_index=rank, num_processes=processes, print=print))
 
 
 def _batch(seed: int = 0) -> dict:
@@ -94,6 +94,16 @@ def test_prepare_is_reproducible_masks_without_random_tokens_and_scales_the_toke
     assert first["num_tokens_in_batch"] == 3 * 16 * 2  # 2 processes
     assert _objective(accumulation=3).prepare(batch, 3)["num_tokens_in_batch"] == 3 * 16 * 2 * 3
     assert "num_tokens_in_batch" not in _objective().prepare(batch, 3, evaluation=True)
+
+
+def test_a_global_batch_is_masked_and_sampled_alike_at_any_world_size():
+    """Two processes with 3 rows each prepare micro-batch 2 of a global batch of 6 as one process with 6 rows does."""
+    batch = {"input_ids": torch.randint(5, VOCAB, (6, 16), generator=torch.Generator().manual_seed(1))}
+    one = _objective(processes=1, batch=6).prepare(batch, 2)
+    parts = [_objective(rank=r, processes=2, batch=3).prepare({"input_ids": batch["input_ids"][3 * r : 3 * r + 3]}, 2) for r in (0, 1)]
+    for key in ("input_ids", "labels", "sample_uniforms"):
+        assert torch.equal(torch.cat([part[key] for part in parts]), one[key]), key
+    assert parts[0]["num_tokens_in_batch"] == one["num_tokens_in_batch"] == 6 * 16  # the global token count
 
 
 def _joint(seed: int = 0) -> tuple[ReplacedTokenDetection, ElectraPretrainingModel]:

@@ -293,6 +293,70 @@ def test_nodes_that_disagree_on_the_recipe_are_refused_before_any_work(corpus, t
     assert not (out / "metrics.json").exists() and not (out / "checkpoints").exists()
 
 
+# Objectives with randomness: every row's masks (ELECTRA's samples, denoising's spans) are drawn from its
+# position in the run, so two processes of 4 rows prepare a global batch of 8 as one process does.
+RANDOM_OBJECTIVES = {
+    "mlm": ("pretrain-default", ["tokenizer.vocab_size=300"]),
+    "electra": ("pretrain-electra", ["tokenizer.vocab_size=300"]),
+    "denoise": ("pretrain-seq2seq", ["tokenizer.vocab_size=400", "model.config.num_hidden_layers=1"]),
+}
+
+
+def objective_args(objective: str, corpus: Path, out: Path, batch: int) -> list[str]:
+    """The run's own tokenizer (trained alike in every process): MLM and ELECTRA need WordPiece's [MASK], denoising its sentinels."""
+    recipe, extra = RANDOM_OBJECTIVES[objective]
+    sets = [*TINY_GPT, *extra, f"data.train_files={corpus}", f"training.per_device_train_batch_size={batch}",
+            f"training.per_device_eval_batch_size={2 * batch}"]
+    return ["pretrain", recipe, "-o", str(out), *[a for s in sets for a in ("--set", s)]]
+
+
+def torchrun_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()), "-m", "hftk", *args]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", list(RANDOM_OBJECTIVES))
+def test_two_processes_mask_and_train_as_one_process_of_the_same_global_batch(objective, corpus, tmp_path):
+    one, two = tmp_path / "one", tmp_path / "two"
+    run(hftk_cmd(*objective_args(objective, corpus, one, 8)))
+    run(torchrun_cmd(*objective_args(objective, corpus, two, 4)), env={"ACCELERATE_USE_CPU": "true"})
+    assert_same_weights(two, one, rtol=1e-4, atol=1e-5)
+    first, second = (json.loads((d / "metrics.json").read_text()) for d in (one, two))
+    assert second["tokens_seen"] == first["tokens_seen"]  # denoising: the corrupted inputs, shorter than 6 x 8 blocks of 32
+    assert second["eval_loss"] == pytest.approx(first["eval_loss"], rel=1e-5)  # the same 32 blocks, masked alike
+
+
+@pytest.mark.slow
+def test_every_process_refuses_a_folder_another_run_holds_and_a_changed_recipe_on_resume(corpus, tokenizer, tmp_path):
+    """One lock per run, taken by the main process; its verdict, and the resume check, stop every rank before any work."""
+    from hftk.recipe import PretrainRecipe, dump_recipe, load_recipe
+    from hftk.training.output_lock import OutputLock
+
+    held, changed = tmp_path / "held", tmp_path / "changed"
+    args = pretrain_args(corpus, tokenizer, changed, 4)
+    sets = [item for flag, item in zip(args, args[1:]) if flag == "--set"]
+    (changed / "checkpoints" / "step-3").mkdir(parents=True)  # an interrupted run, trained at another learning rate
+    (changed / "checkpoints" / "step-3" / "trainer_state.json").write_text('{"step": 3}\n')
+    (changed / "recipe.yaml").write_text(dump_recipe(load_recipe(PretrainRecipe, "pretrain-gpt", [*sets, "training.learning_rate=5e-4"])))
+    before = sorted(p.relative_to(changed) for p in changed.rglob("*"))
+    with OutputLock(held, command="hftk pretrain -o held"):
+        launches = [
+            subprocess.Popen(torchrun_cmd(*cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env={**ENV, "ACCELERATE_USE_CPU": "true"})
+            for cmd in (pretrain_args(corpus, tokenizer, held, 4), [*args, "--resume"])
+        ]
+        results = [launch.communicate(timeout=400) for launch in launches]
+    expected = [f"is in use by another run (pid {os.getpid()}, `hftk pretrain -o held`", "trained with another recipe: training.learning_rate 0.0005 -> 0.001"]
+    for launch, (_, stderr), needle in zip(launches, results, expected):
+        errors = [line for line in stderr.splitlines() if line.startswith("error:")]
+        assert launch.returncode != 0 and len(errors) == 2 and len(set(errors)) == 1, stderr[-3000:]  # both ranks, one line each
+        assert needle in errors[0], errors[0]
+        frames = [line for line in stderr.splitlines() if line.strip().startswith('File "')]
+        assert not [line for line in frames if str(ROOT / "hftk") in line], stderr[-3000:]  # torchrun's summary only, no hftk traceback
+    assert not held.exists()
+    assert sorted(p.relative_to(changed) for p in changed.rglob("*")) == before
+
+
 # ----------------------------------------------------------------------------------------------
 # Fine-tuning under FSDP
 # ----------------------------------------------------------------------------------------------
