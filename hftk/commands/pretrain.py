@@ -69,6 +69,12 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> PreTrainedModel:
     )
     if recipe.objective == "denoise":  # the decoder starts from <s>; labels shift right behind it
         fields["decoder_start_token_id"] = tokenizer.bos_token_id
+    if recipe.model.type == "hftk_bert":
+        # No pretraining objective trains BERT's pooler (the pretraining heads have none), so the folder
+        # says so: a sequence classifier built on it then reads the body directly and its one fresh layer
+        # is `classifier`, which peft's SEQ_CLS default trains and saves. A fresh pooler outside it would
+        # stay random under LoRA and differ on every load. `use_pooler: true` in the recipe keeps one.
+        fields.setdefault("use_pooler", False)
     config = MODEL_TYPES[recipe.model.type](**fields)
     return auto_class.from_config(config, attn_implementation=recipe.model.attn_implementation)
 

@@ -7,6 +7,7 @@ A sibling of modeling_hftk.py (relative imports only), so `save_pretrained` copi
 from __future__ import annotations
 
 import inspect
+import warnings
 
 import torch
 from torch import nn
@@ -40,14 +41,25 @@ def cache_field(cache: Cache | None) -> dict[str, Cache | None]:
     return {_OUTPUT_CACHE_FIELD: cache}
 
 
-def take_cache(past_key_values: Cache | None, kwargs: dict) -> Cache | None:
-    """The KV cache a caller passed, as `past_key_values` or as `cache` (generate() from 5.24 on).
+def take_cache(cache: Cache | None, kwargs: dict, model_name: str) -> Cache | None:
+    """The KV cache a caller passed: `cache`, or `past_key_values`, its name before transformers 5.24.
 
-    The signatures keep `past_key_values`: the name earlier releases pass and their common model
-    tests look for.
+    The models' signatures say `cache`, as transformers' own from 5.24 on. Earlier releases' generate()
+    passes `past_key_values`, which is taken quietly there; from 5.24 on it is deprecated, and warns as
+    transformers' own models do.
     """
-    cache = kwargs.pop("cache", None)
-    return past_key_values if past_key_values is not None else cache
+    old = kwargs.pop("past_key_values", None)
+    if old is None:
+        return cache
+    if cache is not None:
+        raise ValueError("You cannot specify both `cache` and `past_key_values`: use `cache` only.")
+    if _OUTPUT_CACHE_FIELD == "cache":
+        warnings.warn(
+            f"`past_key_values` is deprecated for `{model_name}.forward` from transformers 5.24 on. Use `cache` instead.",
+            FutureWarning,
+            stacklevel=3,
+        )
+    return old
 
 
 def output_cache(output: ModelOutput) -> Cache | None:

@@ -62,19 +62,19 @@ class HftkGptModel(HftkGptPreTrainedModel):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> BaseModelOutputWithPast:
         kwargs.pop("token_type_ids", None)
-        past_key_values = take_cache(past_key_values, kwargs)
+        cache = take_cache(cache, kwargs, type(self).__name__)
         return self.decoder(
             input_ids,
             attention_mask,
             position_ids=position_ids,
             inputs_embeds=inputs_embeds,
-            past_key_values=past_key_values,
+            past_key_values=cache,
             use_cache=use_cache,
             **kwargs,
         )
@@ -149,7 +149,7 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
         input_ids: torch.Tensor | None = None,
         attention_mask: torch.Tensor | None = None,
         position_ids: torch.Tensor | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         labels: torch.Tensor | None = None,
         use_cache: bool | None = None,
@@ -161,9 +161,9 @@ class HftkGptForCausalLM(HftkGptPreTrainedModel, GenerationMixin):
         # parameter would make Trainer count it among the label columns (any name with "label")
         # and, missing from the batch, evaluate without a loss.
         shift_labels = kwargs.pop("shift_labels", None)
-        past_key_values = take_cache(past_key_values, kwargs)
+        cache = take_cache(cache, kwargs, type(self).__name__)
         out = self.model(
-            input_ids, attention_mask, position_ids, past_key_values, inputs_embeds, use_cache=use_cache, **kwargs
+            input_ids, attention_mask, position_ids, cache, inputs_embeds, use_cache=use_cache, **kwargs
         )
         hidden = out.last_hidden_state
         if shift_labels is not None and labels is None:

@@ -62,7 +62,7 @@ class HftkSeq2SeqPreTrainedModel(HftkPreTrainedModel):
     config_class = HftkSeq2SeqConfig
     config: HftkSeq2SeqConfig
     _no_split_modules = ["Block", "DecoderBlock"]
-    _skip_keys_device_placement = ["past_key_values"]
+    _skip_keys_device_placement = ["past_key_values", "cache"]
     _can_record_outputs = None  # the encoder and the decoder record their own
     _family_auto_map = {
         "AutoConfig": "configuration_hftk.HftkSeq2SeqConfig",
@@ -245,14 +245,14 @@ class HftkSeq2SeqModel(HftkSeq2SeqPreTrainedModel):
         decoder_input_ids: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: BaseModelOutput | tuple | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         decoder_position_ids: torch.Tensor | None = None,
         use_cache: bool | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqModelOutput:
-        past_key_values = take_cache(past_key_values, kwargs)
+        cache = take_cache(cache, kwargs, type(self).__name__)
         if decoder_input_ids is None and decoder_inputs_embeds is None:
             if input_ids is None:
                 raise ValueError("Pass decoder_input_ids (or decoder_inputs_embeds), or input_ids to shift right")
@@ -273,7 +273,7 @@ class HftkSeq2SeqModel(HftkSeq2SeqPreTrainedModel):
             encoder_hidden_states=encoder_outputs.last_hidden_state,
             encoder_attention_mask=attention_mask,
             position_ids=decoder_position_ids,
-            past_key_values=past_key_values,
+            past_key_values=cache,
             inputs_embeds=decoder_inputs_embeds,
             use_cache=use_cache,
             **kwargs,
@@ -344,7 +344,7 @@ class HftkSeq2SeqForConditionalGeneration(HftkSeq2SeqPreTrainedModel, Generation
         decoder_input_ids: torch.Tensor | None = None,
         decoder_attention_mask: torch.Tensor | None = None,
         encoder_outputs: BaseModelOutput | tuple | None = None,
-        past_key_values: Cache | None = None,
+        cache: Cache | None = None,
         inputs_embeds: torch.Tensor | None = None,
         decoder_inputs_embeds: torch.Tensor | None = None,
         decoder_position_ids: torch.Tensor | None = None,
@@ -354,7 +354,7 @@ class HftkSeq2SeqForConditionalGeneration(HftkSeq2SeqPreTrainedModel, Generation
         num_items_in_batch: torch.Tensor | int | None = None,
         **kwargs: Unpack[TransformersKwargs],
     ) -> Seq2SeqLMOutput:
-        past_key_values = take_cache(past_key_values, kwargs)
+        cache = take_cache(cache, kwargs, type(self).__name__)
         if labels is not None:
             use_cache = False
             if decoder_input_ids is None and decoder_inputs_embeds is None:
@@ -365,7 +365,7 @@ class HftkSeq2SeqForConditionalGeneration(HftkSeq2SeqPreTrainedModel, Generation
             decoder_input_ids=decoder_input_ids,
             decoder_attention_mask=decoder_attention_mask,
             encoder_outputs=encoder_outputs,
-            past_key_values=past_key_values,
+            cache=cache,
             inputs_embeds=inputs_embeds,
             decoder_inputs_embeds=decoder_inputs_embeds,
             decoder_position_ids=decoder_position_ids,

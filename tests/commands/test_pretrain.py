@@ -91,6 +91,7 @@ def test_mlm_run_writes_a_loadable_folder_and_falling_eval_loss(corpus, tmp_path
     # and mean pooling for the classifiers built on it (masked LM leaves [CLS] untrained).
     assert model.model.encoder.embeddings.norm is not None
     assert model.config.classifier_pooling == "mean"
+    assert model.config.use_pooler is False  # no objective trains one: no fresh layer outside a classifier head
     # Every checkpoint carries a loadable model with its tokenizer.
     checkpoints = sorted((out / "checkpoints").iterdir())
     assert [c.name for c in checkpoints] == ["step-12", "step-8"] or {c.name for c in checkpoints} == {"step-8", "step-12"}

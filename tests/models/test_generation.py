@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from hftk.models import HftkGptForCausalLM
+from hftk.models.cache_compat_hftk import output_cache
 
-from .tiny import build, tiny_gpt_config
+from .tiny import build, cache_keyword, tiny_gpt_config
 
 NEW_TOKENS = 12
 
@@ -43,18 +44,19 @@ def test_cached_greedy_generation_equals_full_recomputation(position, implementa
     assert len(set(cached[0, 5:].tolist())) > 1  # not a degenerate constant continuation
 
 
-@pytest.mark.parametrize("cache_name", ["past_key_values", "cache"])  # "cache": generate() from transformers 5.24 on
+@pytest.mark.parametrize("cache_name", ["past_key_values", "cache"])  # "cache": the name from transformers 5.24 on
 def test_cached_step_logits_equal_full_forward_logits(cache_name):
     model = decoder("rope")
     ids = torch.randint(3, 97, (2, 11))
     with torch.no_grad():
         full = model(ids, use_cache=False).logits
         first = model(ids[:, :6], use_cache=True)
-        cache = first.past_key_values
+        cache = output_cache(first)
         steps = [first.logits]
         for t in range(6, 11):
-            out = model(ids[:, t : t + 1], use_cache=True, **{cache_name: cache})
-            cache = out.past_key_values
+            with cache_keyword(cache_name):
+                out = model(ids[:, t : t + 1], use_cache=True, **{cache_name: cache})
+            cache = output_cache(out)
             steps.append(out.logits)
     assert cache.get_seq_length() == 11
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)

@@ -6,7 +6,6 @@ import json
 import os
 import subprocess
 import sys
-import sysconfig
 import textwrap
 
 import pytest
@@ -42,6 +41,7 @@ from hftk.models import (
     HftkSeq2SeqModel,
 )
 
+from . import clean_python
 from .tiny import build, tiny_bert_config, tiny_gpt_config, tiny_seq2seq_config
 
 IDS = torch.tensor([[5, 17, 33, 8, 41, 9], [22, 7, 61, 4, 90, 3]])
@@ -207,8 +207,7 @@ def test_remote_code_loads_without_hftk_and_survives_a_second_save(tmp_path):
         jobs[auto_name] = (str(tmp_path / "electra"), str(tmp_path / f"electra-{auto_name}"), auto_name)
     torch.save(IDS, tmp_path / "ids.pt")
     (tmp_path / "remote.py").write_text(REMOTE_SCRIPT)
-    paths = sysconfig.get_paths()
-    site_packages = "|".join(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+    site_packages = clean_python.site_packages()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", str(tmp_path)),
@@ -245,8 +244,7 @@ def test_remote_code_loads_without_hftk_and_survives_a_second_save(tmp_path):
 
 def test_clean_interpreter_really_cannot_import_hftk(tmp_path):
     """The isolation the remote-code test relies on: the same command line fails on `import hftk`."""
-    paths = sysconfig.get_paths()
-    site_packages = "|".join(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+    site_packages = clean_python.site_packages()
     code = "import sys; sys.path.extend(sys.argv[1].split('|')); import safetensors; import hftk"
     done = subprocess.run(
         [sys.executable, "-I", "-S", "-c", code, site_packages], cwd=tmp_path, capture_output=True, text=True, timeout=60

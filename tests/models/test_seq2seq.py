@@ -16,9 +16,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from hftk.models import HftkSeq2SeqForConditionalGeneration, HftkSeq2SeqModel
+from hftk.models.cache_compat_hftk import output_cache
 from hftk.models.modeling_hftk_seq2seq import shift_tokens_right
 
-from .tiny import build, tiny_seq2seq_config
+from .tiny import build, cache_keyword, tiny_seq2seq_config
 
 SOURCE = torch.tensor([[5, 17, 33, 8, 41, 9, 12, 2], [22, 7, 61, 4, 2, 0, 0, 0]])
 SOURCE_MASK = (SOURCE != 0).long()
@@ -162,7 +163,7 @@ def test_cached_generation_equals_uncached_and_cross_attention_is_computed_once(
     assert torch.equal(cached, by_hand)
 
 
-@pytest.mark.parametrize("cache_name", ["past_key_values", "cache"])  # "cache": generate() from transformers 5.24 on
+@pytest.mark.parametrize("cache_name", ["past_key_values", "cache"])  # "cache": the name from transformers 5.24 on
 def test_cached_decoder_steps_equal_the_full_forward(cache_name):
     model = build(HftkSeq2SeqForConditionalGeneration, tiny_seq2seq_config(initializer_range=0.2))
     target = torch.randint(5, 90, (2, 7))
@@ -170,10 +171,11 @@ def test_cached_decoder_steps_equal_the_full_forward(cache_name):
     with torch.no_grad():
         full = model(**source, decoder_input_ids=target).logits
         first = model(**source, decoder_input_ids=target[:, :3], use_cache=True)
-        cache, steps = first.past_key_values, [first.logits]
+        cache, steps = output_cache(first), [first.logits]
         for t in range(3, 7):
-            out = model(**source, decoder_input_ids=target[:, t : t + 1], use_cache=True, **{cache_name: cache})
-            cache = out.past_key_values
+            with cache_keyword(cache_name):
+                out = model(**source, decoder_input_ids=target[:, t : t + 1], use_cache=True, **{cache_name: cache})
+            cache = output_cache(out)
             steps.append(out.logits)
     assert cache.self_attention_cache.get_seq_length() == 7
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=1e-5)

@@ -14,7 +14,6 @@ import logging
 import os
 import subprocess
 import sys
-import sysconfig
 import textwrap
 import warnings
 
@@ -24,6 +23,7 @@ from transformers import AutoTokenizer
 from hftk.models import HftkBertForMaskedLM, HftkGptForCausalLM
 from hftk.training.outputs import write_model_folder
 
+from . import clean_python
 from .tiny import build, tiny_bert_config, tiny_gpt_config
 
 TEXTS = ["she was very happy", "It is a truth universally acknowledged"]
@@ -78,8 +78,7 @@ CLEAN_SCRIPT = textwrap.dedent(
 
 
 def test_tokenizer_loads_silently_without_hftk_with_the_models_flag(run_folders, tmp_path):
-    paths = sysconfig.get_paths()
-    site_packages = "|".join(dict.fromkeys([paths["purelib"], paths["platlib"]]))
+    site_packages = clean_python.site_packages()
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": os.environ.get("HOME", str(tmp_path)),

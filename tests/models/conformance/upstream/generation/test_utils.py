@@ -58,6 +58,12 @@ from transformers.testing_utils import (
     torch_device,
 )
 from transformers.utils import is_sklearn_available
+
+# hftk: the keyword generate() takes the KV cache under in the installed release (`cache` from 5.24 on,
+# where `past_key_values` is deprecated with a FutureWarning)
+from transformers.modeling_outputs import BaseModelOutputWithPast
+
+CACHE_KWARG = "cache" if "cache" in BaseModelOutputWithPast.__dataclass_fields__ else "past_key_values"
 from transformers.utils.generic import is_flash_attention_requested
 
 
@@ -659,7 +665,7 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
         # - assisted_decoding does not support `batch_size > 1`
 
         for model_class in self.all_generative_model_classes:
-            if model_class._is_stateful:
+            if getattr(model_class, "_is_stateful", False):
                 self.skipTest(reason="Stateful models don't support assisted generation")
             if any(model_name in model_class.__name__.lower() for model_name in ["reformer"]):
                 self.skipTest(reason="Won't fix: old model with different cache format")
@@ -750,7 +756,7 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
         # This test is mostly a copy of test_assisted_decoding_matches_greedy_search
 
         for model_class in self.all_generative_model_classes:
-            if model_class._is_stateful:
+            if getattr(model_class, "_is_stateful", False):
                 self.skipTest(reason="Stateful models don't support assisted generation")
             old_models = [  # models that we won't commit resources fixing because they are old and have little usage
                 # reformer: has a different cache format
@@ -830,7 +836,7 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
         # match sample for the same seed, as the forward pass does not return the exact same logits (due to matmul with
         # different shapes, see https://github.com/huggingface/transformers/issues/25420#issuecomment-1775317535).
         for model_class in self.all_generative_model_classes:
-            if model_class._is_stateful:
+            if getattr(model_class, "_is_stateful", False):
                 self.skipTest(reason="Stateful models don't support assisted generation")
             if any(model_name in model_class.__name__.lower() for model_name in ["reformer"]):
                 self.skipTest(reason="Won't fix: old model with different cache format")
@@ -1321,7 +1327,7 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
             outputs_cached = model.generate(**inputs, **generate_kwargs, max_new_tokens=3)
 
             # Continue from the tokens generated above, preparing the inputs accordingly
-            inputs["past_key_values"] = outputs_cached.past_key_values
+            inputs[CACHE_KWARG] = outputs_cached.past_key_values
             new_attention_len = outputs_cached.sequences.shape[-1]
             if config.is_encoder_decoder:
                 inputs["decoder_input_ids"] = outputs_cached.sequences
@@ -1488,7 +1494,7 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
             cached_output = model.generate(
                 inputs_embeds=continued_embeds,
                 max_new_tokens=1,
-                past_key_values=initial_output.past_key_values,
+                **{CACHE_KWARG: initial_output.past_key_values},
                 **generation_kwargs,
             )
 
@@ -2116,7 +2122,7 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
 
                 output = model(
                     input_ids=new_input_ids,
-                    past_key_values=output.past_key_values,
+                    **{CACHE_KWARG: output.past_key_values},
                     position_ids=position_ids,
                     use_cache=True,
                 )
@@ -2165,7 +2171,7 @@ class GenerationTesterMixin(ExportGenerateTesterMixin):
             if not model_class._supports_attention_backend:
                 self.skipTest(f"{model_class.__name__} does not support new attention mask API")
 
-            if model_class._is_stateful:  # non-transformer models most probably have no packing support
+            if getattr(model_class, "_is_stateful", False):  # non-transformer models most probably have no packing support
                 self.skipTest(f"{model_class.__name__} doesn't support packing!")
 
             config, inputs_dict = self.model_tester.prepare_config_and_inputs_for_common()
