@@ -14,6 +14,10 @@ loaded CPU) is fitted on wnut16 training sentences, its penalty and class weight
     mlm-head   the MLM head's dense + activation + norm applied to it (what the decoder reads)
     embedding  the input token embeddings alone (a floor: no context)
 
+With `--detect`, the probe instead tells entity words (any B-/I- tag) from the rest, scored by ROC
+AUC: a continuous score that still separates feature sets where the 21-tag probe's entity F1 sits
+at its floor (weakly pretrained models).
+
 No fine-tuning: this measures what the frozen features hold, not how fine-tuning moves them.
 """
 
@@ -26,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import RidgeClassifier
+from sklearn.metrics import roc_auc_score
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 import hftk  # noqa: F401  (registers hftk's model types)
@@ -69,6 +74,7 @@ def main() -> None:
     parser.add_argument("--max-length", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--features", nargs="+", default=["body", "mlm-head", "embedding"])
+    parser.add_argument("--detect", action="store_true", help="entity word or not, ROC AUC (instead of 21 tags, entity F1)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     train, test = rows(DATA / "train.jsonl"), rows(DATA / "test.jsonl")
@@ -85,6 +91,14 @@ def main() -> None:
             mean, std = x["fit"].mean(0), x["fit"].std(0) + 1e-6
             x = {name: (value - mean) / std for name, value in x.items()}
             y = np.array([tags.index(t) for sentence in gold["fit"] for t in sentence])
+            if args.detect:
+                is_entity = {split: np.array([t != "O" for sentence in gold[split] for t in sentence]) for split in gold}
+                fitted = [RidgeClassifier(alpha=a).fit(x["fit"], is_entity["fit"]) for a in (1.0, 10.0, 100.0, 1000.0)]
+                dev_auc = [roc_auc_score(is_entity["dev"], probe.decision_function(x["dev"])) for probe in fitted]
+                best = fitted[int(np.argmax(dev_auc))]
+                test_auc = roc_auc_score(is_entity["test"], best.decision_function(x["test"]))
+                results.append(f"{kind} AUC {test_auc:.3f} (alpha={best.alpha:g}; dev {max(dev_auc):.3f})")
+                continue
 
             def entity_f1(probe, split: str) -> float:
                 predicted, index = [], 0
@@ -99,7 +113,8 @@ def main() -> None:
             best = probes[int(np.argmax(dev_scores))]
             setting = f"alpha={best.alpha:g}{', balanced' if best.class_weight else ''}"
             results.append(f"{kind} {entity_f1(best, 'test'):.3f} ({setting}; dev {max(dev_scores):.3f})")
-        print(f"{folder}: test entity F1 of a linear probe: " + ", ".join(results), flush=True)
+        what = "entity-word detection" if args.detect else "entity F1"
+        print(f"{folder}: test {what} of a linear probe: " + ", ".join(results), flush=True)
 
 
 if __name__ == "__main__":

@@ -120,10 +120,10 @@ def main() -> None:
             out = args.output / Path(args.model).name / setting / f"seed-{seed}"
             scores.append(run(args.model, variant, seed, out, args.learning_rate, args.epochs, args.min_steps))
             finetune_command.build_head = ORIGINAL_BUILD_HEAD
-        spread = statistics.stdev(scores) if len(scores) > 1 else float("nan")
+        spread = f" ± {statistics.stdev(scores):.3f}" if len(scores) > 1 else ""
         print(
             f"{args.model} {variant} lr {args.learning_rate:g}: wnut16 test entity F1 "
-            f"{statistics.mean(scores):.3f} ± {spread:.3f} ({', '.join(f'{s:.3f}' for s in scores)})",
+            f"{statistics.mean(scores):.3f}{spread} ({', '.join(f'{s:.3f}' for s in scores)})",
             flush=True,
         )
 

@@ -598,8 +598,12 @@ def report(work: Path, arms: list[Arm], curves: dict, scores: dict, budget_minut
                 cells = []
                 for task in tasks:
                     values = scores.get(arm.name, {}).get(task)
-                    spread = statistics.stdev(values) if values and len(values) > 1 else float("nan")
-                    cells.append("—" if not values else f"{statistics.mean(values):.3f} ± {spread:.3f} (n={len(values)})")
+                    if not values:
+                        cells.append("—")
+                    elif len(values) == 1:
+                        cells.append(f"{values[0]:.3f} (n=1)")
+                    else:
+                        cells.append(f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f} (n={len(values)})")
                 lines.append(f"| {arm.name} | " + " | ".join(cells) + " |")
             lines.append("")
     text = "\n".join(lines)
