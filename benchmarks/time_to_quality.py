@@ -53,13 +53,12 @@ import json
 import math
 import os
 import platform
-import re
 import shutil
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +103,6 @@ class Arm:
     mlm_probability: float | None = None
     learning_rate: float | None = None  # None: the hftk recipe's own
     family: str = ""  # arms of one family differ only by learning rate; the report keeps the better one
-    extra: dict = field(default_factory=dict)
 
 
 BASE_ARMS = {
@@ -682,7 +680,7 @@ def main(argv: list[str] | None = None) -> None:
         pretrain_all(work, group, shape, steps, args.points, log)
     curves = evaluate_all(work, arms, shape, args.eval_blocks, log)
     scores = {} if args.skip_finetune else finetune_all(work, arms, args.seeds, args.tasks, log, SMOKE_FINETUNE if args.smoke else [])
-    header = ["## Time to quality", "", *machine_lines(command), f"- parameters: " + ", ".join(f"{n} {c / 1e6:.2f} M" for n, c in counts.items())]
+    header = ["## Time to quality", "", *machine_lines(command), "- parameters: " + ", ".join(f"{n} {c / 1e6:.2f} M" for n, c in counts.items())]
     print(report(work, arms, curves, scores, args.budget_minutes, header))
 
 
