@@ -674,7 +674,7 @@ def more_bad_input_cases(cases: dict, folder, ft, hftk_bert: Path, data: dict[st
     cases["convert_into_non_empty_folder"] = (["convert", str(hftk_bert), str(d / "out")], ["not empty", "--overwrite"])
     cases["convert_missing_source"] = (["convert", str(folder("convert_missing_source") / "nope"), str(folder("convert_missing_source_out") / "out")], ["nope"])
     run_out = folder("run_missing_stage_data") / "out"
-    cases["run_missing_stage_data"] = (["run", "pipeline-tiny", "-o", str(run_out), "--set", "finetune.wnut16.data.train_file=no-such-train.jsonl"], ["stage wnut16", "no-such-train.jsonl", "does not exist"])
+    cases["run_missing_stage_data"] = (["run", "pipeline-tiny", "-o", str(run_out), "--set", "finetune.names.data.train_file=no-such-train.jsonl"], ["stage names", "no-such-train.jsonl", "does not exist"])
     cases["run_unknown_stage"] = (["run", "pipeline-tiny", "-o", str(folder("run_unknown_stage") / "out"), "--set", "finetune.squad.training.max_steps=1"], ["no finetune stage 'squad'"])
     cases["run_push_with_hub_offline"] = (["run", "pipeline-tiny", "-o", str(folder("run_push_with_hub_offline") / "out"), "--set", "push.hub_model_id_prefix=alice/tiny"], ["HF_HUB_OFFLINE"])
     cases["recipes_show_unknown"] = (["recipes", "show", "no-such-recipe", "--resolved"], ["no-such-recipe", "hftk recipes list"])
