@@ -6,6 +6,7 @@ the traceback instead. Anything else that escapes is a bug and keeps its traceba
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -32,6 +33,7 @@ recipes_app = typer.Typer(
 app.add_typer(recipes_app, name="recipes")
 
 DEBUG = {"enabled": False}
+USER_FIXABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 SetOption = Annotated[
     Optional[list[str]],
@@ -363,6 +365,16 @@ def main() -> None:
             raise
         close_progress_bars()
         typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except OSError as error:
+        # A folder or disk the user pointed at refuses a write (read-only, no permission, full):
+        # the user's to fix, so one line, like HftkError. Any other OSError is a bug: traceback.
+        if DEBUG["enabled"] or error.errno not in USER_FIXABLE_ERRNOS:
+            raise
+        close_progress_bars()
+        where = f" {error.filename}" if error.filename else ""
+        fix = "free some disk space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "check its permissions or choose another --output-dir"
+        typer.echo(f"error: cannot write or read{where} ({error.strerror}); {fix}", err=True)
         sys.exit(2)
     except SystemExit as exit_:  # Typer turns Ctrl-C outside training into a silent exit 130
         if exit_.code == 130:

@@ -18,6 +18,7 @@ plus `model_int8.pt`, the quantized state dict, and `quantization.json`. Load it
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -27,6 +28,7 @@ import transformers
 from transformers import AutoConfig, PreTrainedModel
 
 from hftk.errors import HftkError
+from hftk.training.outputs import check_output_dir
 
 WEIGHTS = "model_int8.pt"
 MARKER = "quantization.json"
@@ -84,8 +86,11 @@ def quantize_folder(source: str | Path, output_dir: str | Path, overwrite: bool 
         raise HftkError(f"{source} has no config.json: point hftk quantize at a saved model folder")
     if is_quantized_folder(source):
         raise HftkError(f"{source} is already quantized")
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+    if output_dir.exists() and output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
         raise HftkError(f"{output_dir} exists and is not empty; pass --overwrite or choose another -o")
+    check_output_dir(output_dir)
+    if not os.access(output_dir.absolute().parent, os.W_OK | os.X_OK):  # the int8 folder is staged beside it
+        raise HftkError(f"cannot write beside {output_dir}: {output_dir.absolute().parent} is not writable; choose another -o")
     config = AutoConfig.from_pretrained(source)
     cls = _model_class(config)
     model = cls.from_pretrained(source, dtype=torch.float32).eval()

@@ -31,6 +31,7 @@ from hftk.tasks.common import (
     keep_columns,
     load_splits,
     model_columns,
+    require_column_types,
     require_columns,
     require_fast_tokenizer,
     take,
@@ -88,6 +89,7 @@ def load_squad_json(path: str) -> datasets.Dataset:
 def validate_answers(examples: datasets.Dataset, split: str = "data") -> None:
     """HftkError naming the first example whose answer text is not at `answer_start` in its context."""
     require_columns(examples, QA_COLUMNS, split)
+    require_column_types(examples, {"context": "text", "question": "text", "answers": "answers"}, split)
     for example_id, context, answers in zip(column(examples, "id"), column(examples, "context"), column(examples, "answers")):
         texts, starts = answers["text"], answers["answer_start"]
         if len(texts) != len(starts):
