@@ -126,6 +126,8 @@ def load_quantized(folder: str | Path) -> torch.nn.Module:
     if scheme not in WEIGHT_SCHEMES:
         raise HftkError(f"{folder / MARKER}: unknown weight_scheme {scheme!r}; this hftk reads {', '.join(WEIGHT_SCHEMES)}")
     model = quantize_model(_model_class(config)(config), scheme)
-    state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():  # torch's own qtensor unpickler reads storage.device: its deprecation, not ours
+        warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
+        state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()

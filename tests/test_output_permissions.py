@@ -66,12 +66,12 @@ def test_every_command_refuses_an_unwritable_output_folder_in_one_line(tmp_path)
 def test_a_write_refused_deep_inside_a_command_is_one_line(monkeypatch, capsys):
     """The CLI's safety net: an OSError the user can fix (read-only, permissions, disk full) that no check caught."""
     import hftk.cli
-    import hftk.quantize
+    import hftk.commands.quantize
 
     def refuse(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system", "/mnt/models/int8/model_int8.pt")
 
-    monkeypatch.setattr(hftk.quantize, "quantize_folder", refuse)
+    monkeypatch.setattr(hftk.commands.quantize, "quantize", refuse)
     monkeypatch.setattr(sys, "argv", ["hftk", "quantize", "some-model", "-o", "/mnt/models/int8"])
     with pytest.raises(SystemExit) as exit_:
         hftk.cli.main()
@@ -83,12 +83,12 @@ def test_a_write_refused_deep_inside_a_command_is_one_line(monkeypatch, capsys):
 
 def test_an_oserror_that_is_not_the_users_keeps_its_traceback(monkeypatch):
     import hftk.cli
-    import hftk.quantize
+    import hftk.commands.quantize
 
     def broken(*args, **kwargs):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(hftk.quantize, "quantize_folder", broken)
+    monkeypatch.setattr(hftk.commands.quantize, "quantize", broken)
     monkeypatch.setattr(sys, "argv", ["hftk", "quantize", "some-model", "-o", "out"])
     with pytest.raises(OSError, match="Input/output error"):
         hftk.cli.main()

@@ -226,7 +226,6 @@ def run_pipeline(pipeline: LoadedPipeline, *, overwrite: bool = False, echo: Ech
     for name in pipeline.spec.quantize:
         quantize_stage(pipeline, name, echo, overwrite)
     report = write_report(pipeline)
-    echo(f"report written to {report}")
     if pipeline.spec.push is not None:
         push_all(pipeline, echo)
     return report

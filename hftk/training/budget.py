@@ -150,3 +150,24 @@ def advance_scheduler(scheduler: torch.optim.lr_scheduler.LRScheduler, budget: B
     if budget.time_driven:
         scheduler.last_epoch = round(budget.progress(step, elapsed) * VIRTUAL_STEPS) - 1
     scheduler.step()
+
+
+def recipe_budget(training) -> str:
+    """The budget a recipe's training section sets, before the data is counted (BUDGET_RULE's words).
+
+    For a run's first line; once the data is loaded the loop prints the exact steps (`Budget.describe`).
+    """
+    minutes = f"{training.max_time_minutes:g} minutes" if training.max_time_minutes else ""
+    if training.max_steps is not None:
+        steps = f"{training.max_steps:,} steps (max_steps)"
+    else:
+        parts = []
+        if training.num_train_epochs is not None:
+            at_least = getattr(training, "min_steps", None)
+            parts.append(f"{training.num_train_epochs:g} epochs" + (f", at least {at_least:,} steps (min_steps)" if at_least else ""))
+        if getattr(training, "max_tokens", None):
+            parts.append(f"{training.max_tokens:,} tokens")
+        steps = " or ".join(parts) + (", whichever ends first" if len(parts) > 1 else "")
+    if not steps:
+        return f"{minutes} (max_time_minutes)"
+    return steps + (f", stopping early after {minutes}" if minutes else "")

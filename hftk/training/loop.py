@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from hftk.errors import HftkError, TrainingInterrupted
 from hftk.recipe import TrainingSection
 from hftk.training.budget import Budget, advance_scheduler, make_scheduler
+from hftk.training.progress import progress_bar
 from hftk.training.checkpoint import (
     TrainState,
     latest_checkpoint,
@@ -245,7 +245,7 @@ class TrainingRun:
         if self.accelerator.is_main_process:
             remove_partial_checkpoints(self.output_dir)
         self.total_steps = self.budget.total_steps()
-        self.bar = tqdm(
+        self.bar = progress_bar(  # tqdm on a terminal; in a log, one line per logging step
             total=self.total_steps,
             initial=state.step,
             disable=not self.accelerator.is_local_main_process,
