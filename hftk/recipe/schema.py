@@ -148,6 +148,9 @@ class OutputSection(Section):
     push_to_hub: bool = False
     hub_model_id: str | None = None
     hub_private: bool = False
+    keep_checkpoint: bool = Field(
+        True, description="hftk pretrain: a finished run keeps its newest checkpoint (optimizer state, to train on); false: none"
+    )
     license: str | None = Field(
         None,
         pattern=r"^[a-z0-9][a-z0-9.+-]*$",

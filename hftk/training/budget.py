@@ -123,7 +123,7 @@ class Budget:
         """What ended a run, in one line: "stopped at step 20: max_steps reached"."""
         words = {
             "max_steps": "max_steps reached",
-            "num_train_epochs": f"{self.num_train_epochs:g} epochs done (num_train_epochs)",
+            "num_train_epochs": f"{self.num_train_epochs or 0:g} epochs done (num_train_epochs)",
             "min_steps": "min_steps reached",
             "max_tokens": "max_tokens reached",
             "max_time_minutes": "max_time_minutes reached",

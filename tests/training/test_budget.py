@@ -118,6 +118,9 @@ def test_the_budget_line_says_what_sets_it():
         "budget: 1.5 minutes (max_time_minutes; the learning-rate schedule follows the clock)"
     )
     assert raised.describe_stop("min_steps", 300) == "stopped at step 300: min_steps reached"
+    steps_only = Budget(steps_per_epoch=1, tokens_per_step=1, max_steps=500)  # pretraining: no epoch budget at all
+    assert steps_only.describe_stop("max_steps", 500) == "stopped at step 500: max_steps reached"
+    assert steps_only.describe_stop("early_stopping", 40).startswith("stopped at step 40: early stopping")
     assert Budget(steps_per_epoch=2, tokens_per_step=1, num_train_epochs=3).describe_stop("num_train_epochs", 6) == (
         "stopped at step 6: 3 epochs done (num_train_epochs)"
     )
