@@ -129,7 +129,8 @@ def _tokenize(
     pad_on_right = tokenizer.padding_side == "right"
     # Some SQuAD questions start with lots of whitespace, which wastes the window.
     questions = [q.lstrip() for q in examples["question"]]
-    offsets = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    # verbose=False: a long question is measured here on purpose (and cut below), not a mistake to warn about
+    offsets = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
     questions = [q if len(o) <= max_question_length else q[: o[max_question_length - 1][1]] for q, o in zip(questions, offsets)]
     contexts = examples["context"]
     encoded = tokenizer(

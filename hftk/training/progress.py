@@ -31,7 +31,8 @@ class LineProgress:
             return
         of = f"/{self.total:,}" if self.total else ""
         numbers = " ".join(f"{key}={value}" for key, value in values.items())
-        print(f"{self.desc} step {self.n:,}{of} {numbers} elapsed={time.perf_counter() - self.start:.0f}s", file=sys.stderr, flush=True)
+        # stdout, beside the evaluation lines (and silenced with them by --quiet)
+        print(f"{self.desc} step {self.n:,}{of} {numbers} elapsed={time.perf_counter() - self.start:.0f}s", flush=True)
 
     def write(self, text: str) -> None:
         print(text, flush=True)
