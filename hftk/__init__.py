@@ -57,6 +57,20 @@ class _RegisteringLoader(importlib.abc.Loader):
         _register()
 
 
+def _check_shadowing() -> None:
+    """Warn when this package is not the installed hftk (hftk.shadowing says which look-alikes exist)."""
+    import warnings
+    from pathlib import Path
+
+    from hftk.shadowing import foreign_package_note
+
+    note = foreign_package_note(Path(__file__).parent)
+    if note:
+        warnings.warn(note, UserWarning, stacklevel=3)
+
+
+_check_shadowing()
+
 if "transformers" in sys.modules:
     _register()
 elif not any(isinstance(finder, _RegisterAfterTransformers) for finder in sys.meta_path):

@@ -6,6 +6,7 @@ the traceback instead. Anything else that escapes is a bug and keeps its traceba
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Annotated, Optional
 import typer
 
 from hftk.errors import HftkError, TrainingInterrupted
+from hftk.training.budget import BUDGET_RULE
 
 app = typer.Typer(
     name="hftk",
@@ -32,6 +34,8 @@ recipes_app = typer.Typer(
 app.add_typer(recipes_app, name="recipes")
 
 DEBUG = {"enabled": False}
+QUIET: dict = {}
+USER_FIXABLE_ERRNOS = {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT}
 
 SetOption = Annotated[
     Optional[list[str]],
@@ -54,11 +58,44 @@ PushOption = Annotated[bool, typer.Option("--push-to-hub", help="Upload the resu
 HubIdOption = Annotated[Optional[str], typer.Option("--hub-model-id", metavar="OWNER/NAME", help="Hub repository, OWNER/NAME.")]
 
 
-@app.callback()
+@app.callback(epilog=BUDGET_RULE)
 def main_options(
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for errors.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print only the result line and errors: no progress, logs or warnings (hftk -q finetune ...).")
+    ] = False,
 ) -> None:
     DEBUG["enabled"] = debug
+    if quiet:
+        be_quiet()
+
+
+def be_quiet() -> None:
+    """--quiet: the libraries' bars, logs and warnings off; our own progress lines go to /dev/null.
+
+    Set before any library is imported (commands import them lazily). `result()` still writes
+    to the real stdout, and errors still reach stderr.
+    """
+    import warnings
+
+    for name in ("HF_DATASETS_DISABLE_PROGRESS_BARS", "HF_HUB_DISABLE_PROGRESS_BARS"):
+        os.environ[name] = "1"
+    os.environ["TRANSFORMERS_VERBOSITY"] = os.environ["DATASETS_VERBOSITY"] = "error"
+    warnings.simplefilter("ignore")
+    QUIET["stdout"] = sys.stdout
+    sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (for the life of the process)
+
+
+def result(line: str) -> None:
+    """The line a command ends with (where its output went); printed under --quiet too."""
+    typer.echo(line, file=QUIET.get("stdout") or sys.stdout)
+
+
+def announce(command: str, output_dir, training=None) -> None:
+    """A run's first line: where its output goes and the budget the recipe sets (the run prints the exact steps)."""
+    from hftk.training.budget import recipe_budget
+
+    typer.echo(f"hftk {command} -> {output_dir}" + (f" (budget: {recipe_budget(training)})" if training is not None else ""))
 
 
 def _output_overrides(output_dir: Path | None, overwrite: bool, push: bool, hub_model_id: str | None) -> list[str]:
@@ -86,26 +123,24 @@ def pretrain(
     push_to_hub: PushOption = False,
     hub_model_id: HubIdOption = None,
 ) -> None:
-    """Pretrain an hftk model from raw text: tokenizer, packing, Accelerate loop, checkpoints.
+    """Pretrain a model from raw text.
 
-    With no RECIPE it trains a small BERT-style encoder on the Jane Austen novels that ship
-    with hftk: a fixed budget of 500 steps, so the same model on any machine (about 9 minutes
-    on an idle 2-core CPU). Runs under `accelerate launch` too.
-
-    Budgets: with a step budget (training.max_steps / num_train_epochs / max_tokens) the
-    learning-rate schedule follows the steps; training.max_time_minutes beside it only stops
-    a slow run early and says so. Ctrl-C writes a checkpoint; continue with --resume.
+    Trains a tokenizer, packs the text and runs the Accelerate loop with checkpoints. With no
+    RECIPE it runs pretrain-default, a small BERT-style encoder on the Jane Austen novels that
+    ship with hftk (`hftk recipes list` says how long it takes). Runs under `accelerate launch`
+    too. Ctrl-C writes a checkpoint; continue with --resume.
     """
     from hftk.recipe import PretrainRecipe, load_recipe
 
     overrides = [*(set_ or []), *_output_overrides(output_dir, overwrite, push_to_hub, hub_model_id)]
     loaded = load_recipe(PretrainRecipe, recipe or "pretrain-default", overrides)
     _check_push(loaded.output)
+    announce("pretrain", loaded.output.output_dir, loaded.training)
     from hftk.commands.pretrain import pretrain as run_pretrain  # torch & co. only once the recipe is known good
 
     folder = run_pretrain(loaded, resume=resume)
     _maybe_push(folder, loaded.output)
-    typer.echo(f"Model saved to {folder}")
+    result(f"Model saved to {folder}")
 
 
 def _check_push(output) -> None:
@@ -121,7 +156,7 @@ def _maybe_push(folder: Path, output) -> None:
 
         url = push_finished_run(folder, output)
         if url:
-            typer.echo(f"Pushed to {url}")
+            result(f"Pushed to {url}")
 
 
 def _finetune_recipe(task: str, recipe: str | None, model: str | None, glue_task: str | None, overrides: list[str]):
@@ -153,9 +188,9 @@ def finetune(
     push_to_hub: PushOption = False,
     hub_model_id: HubIdOption = None,
 ) -> None:
-    """Fine-tune a model (hftk's or any transformers checkpoint) on a task and evaluate it.
+    """Fine-tune a model on a task and evaluate it.
 
-    Data comes from the Hub (data.dataset_name) or local files in the Hub's column layout
+    The model is an hftk folder or any transformers checkpoint. Data comes from the Hub (data.dataset_name) or local files in the Hub's column layout
     (--set data.train_file=... data.validation_file=...). LoRA: --set lora.r=8.
     `hftk finetune glue --task all` runs the nine GLUE tasks and writes a GLUE table.
     """
@@ -168,11 +203,12 @@ def finetune(
         return
     loaded = _finetune_recipe(task, recipe, model, glue_task, overrides)
     _check_push(loaded.output)
+    announce(f"finetune {task}", loaded.output.output_dir, loaded.training)
     from hftk.commands.finetune import finetune as run_finetune  # torch & co. only once the recipe is known good
 
     folder = run_finetune(loaded, resume=resume)
     _maybe_push(folder, loaded.output)
-    typer.echo(f"Model saved to {folder}")
+    result(f"Model saved to {folder}")
 
 
 @app.command()
@@ -188,9 +224,9 @@ def distill(
     push_to_hub: PushOption = False,
     hub_model_id: HubIdOption = None,
 ) -> None:
-    """Distil a fine-tuned teacher into a smaller student: same data options and outputs as finetune.
+    """Distil a fine-tuned teacher into a smaller student.
 
-    Student: --set 'student.layers=[0,2,4]' (teacher layers), student.name_or_path=FOLDER or
+    Same data options and outputs as finetune. Student: --set 'student.layers=[0,2,4]' (teacher layers), student.name_or_path=FOLDER or
     student.config.KEY=VALUE (fresh hftk_bert). Loss: distill.alpha, distill.temperature, distill.hidden_weight.
     """
     from hftk.commands.distill import distill as run_distill
@@ -204,9 +240,10 @@ def distill(
     extra = [f"task={task}", *([f"teacher.name_or_path={teacher}"] if teacher else []), *([f"data.glue_task={glue_task}"] if glue_task else [])]
     overrides = [*extra, *(set_ or []), *_output_overrides(output_dir, overwrite, push_to_hub, hub_model_id)]
     loaded = load_recipe(DistillRecipe, recipe or "distill-classification", overrides)
+    announce(f"distill {task}", loaded.output.output_dir, loaded.training)
     folder = run_distill(loaded, resume=resume)
     _maybe_push(folder, loaded.output)
-    typer.echo(f"Model saved to {folder}")
+    result(f"Model saved to {folder}")
 
 
 @app.command()
@@ -217,17 +254,22 @@ def evaluate(
     glue_task: Annotated[Optional[str], typer.Option("--task", "-t", help="GLUE task name.")] = None,
     set_: SetOption = None,
     output_dir: Annotated[
-        Optional[Path],
-        typer.Option("--output-dir", "-o", metavar="DIR", help="Where metrics.json and predictions.jsonl go. Default: MODEL/evaluation."),
+        Optional[Path], typer.Option("--output-dir", "-o", metavar="DIR", help="Where metrics.json and predictions.jsonl go (default: runs/evaluate-MODELNAME).")
     ] = None,
 ) -> None:
-    """Evaluate a saved model on a task's evaluation data; writes metrics.json and predictions.jsonl."""
-    overrides = [*(set_ or []), *_output_overrides(output_dir or Path(model) / "evaluation", False, False, None)]
+    """Score a saved model on a task's evaluation data.
+
+    Writes metrics.json and predictions.jsonl into --output-dir, never into the model's folder.
+    """
+    # Never into the model's own folder by default: it may be shared, read-only, or a pushed repo's clone.
+    default = Path("runs") / f"evaluate-{Path(model).name or 'model'}"
+    overrides = [*(set_ or []), *_output_overrides(output_dir or default, False, False, None)]
     loaded = _finetune_recipe(task, recipe, model, glue_task, overrides)
+    announce(f"evaluate {task}", loaded.output.output_dir)
     from hftk.commands.evaluate import evaluate as run_evaluate  # torch & co. only once the recipe is known good
 
     folder = run_evaluate(loaded)
-    typer.echo(f"Metrics written to {folder / 'metrics.json'}")
+    result(f"Metrics written to {folder / 'metrics.json'}")
 
 
 @app.command("run")
@@ -248,16 +290,20 @@ def run_pipeline_command(
     ] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Run every stage again, even finished ones.")] = False,
 ) -> None:
-    """Pretrain, fine-tune every task (and a random-init baseline), then write report.md with plots.
+    """Run a pipeline: pretrain, fine-tune, compare, report.
 
-    Finished stages are skipped on a re-run; an interrupted stage resumes from its checkpoint.
+    Pretrains, fine-tunes every task (and a random-init baseline), then writes report.md with
+    plots. Finished stages are skipped on a re-run; an interrupted stage resumes from its checkpoint.
     Every stage's recipe and data files are checked before the first stage starts.
     """
     from hftk.commands.run import run_pipeline
     from hftk.recipe.pipeline import load_pipeline
 
     overrides = [*(set_ or []), *([f"output_dir={output_dir}"] if output_dir is not None else [])]
-    run_pipeline(load_pipeline(pipeline, overrides), overwrite=overwrite, echo=typer.echo)
+    loaded = load_pipeline(pipeline, overrides)
+    announce("run", loaded.output_dir)
+    report = run_pipeline(loaded, overwrite=overwrite, echo=typer.echo)
+    result(f"Report written to {report}")
 
 
 @recipes_app.command("list")
@@ -297,7 +343,9 @@ def recipes_show(
 def accelerate_config(
     name: Annotated[Optional[str], typer.Argument(help="fsdp or multi-node; none lists them all.")] = None,
 ) -> None:
-    """Print the path of an Accelerate config that ships with hftk, for `accelerate launch --config_file`.
+    """Print the path of a shipped Accelerate config.
+
+    For `accelerate launch --config_file`.
 
     Example: accelerate launch --config_file $(hftk accelerate-config fsdp) -m hftk pretrain my.yaml
     """
@@ -324,7 +372,7 @@ def convert(
     from hftk.commands.convert import convert_checkpoint
 
     folder = convert_checkpoint(source, output_dir, overwrite=overwrite)
-    typer.echo(f"Converted model saved to {folder}")
+    result(f"Converted model saved to {folder}")
 
 
 @app.command()
@@ -333,11 +381,14 @@ def quantize(
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the int8 model.")],
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Int8 weights and dynamic int8 activations for CPU inference; load with hftk.quantize.load_quantized."""
+    """Make an int8 copy of a model for CPU inference.
+
+    Int8 weights and dynamic int8 activations; load it with hftk.quantize.load_quantized.
+    """
     from hftk.commands.quantize import quantize as run_quantize
 
     out = run_quantize(folder, output_dir, overwrite=overwrite)
-    typer.echo(f"Quantized model saved to {out}")
+    result(f"Quantized model saved to {out}")
 
 
 @app.command()
@@ -351,7 +402,10 @@ def push(
         bool, typer.Option("--include-checkpoints", help="Also upload checkpoints (optimizer states).")
     ] = False,
 ) -> None:
-    """Upload a run folder to the Hugging Face Hub (token from HF_TOKEN or `hf auth login`)."""
+    """Upload a run folder to the Hugging Face Hub.
+
+    The token comes from HF_TOKEN or `hf auth login`.
+    """
     from hftk.commands.push import push as run_push
 
     url = run_push(
@@ -362,7 +416,7 @@ def push(
         commit_message=commit_message,
         include_checkpoints=include_checkpoints,
     )
-    typer.echo(f"Pushed to {url}")
+    result(f"Pushed to {url}")
 
 
 def close_progress_bars() -> None:
@@ -375,6 +429,13 @@ def close_progress_bars() -> None:
 def main() -> None:
     """Console entry point: one-line errors, non-zero exit, no traceback unless --debug."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if not sys.stderr.isatty():  # a log file keeps every `\r` redraw of a bar: the loop writes lines instead
+        os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if not {"--help", "-h"} & set(sys.argv):
+        from hftk import offline
+
+        offline.install()  # an unreachable Hub: offline after the first failure, not ~40 s of retries
     try:
         app()
     except TrainingInterrupted as interrupt:  # Ctrl-C in training: where it stopped and how to go on
@@ -386,6 +447,16 @@ def main() -> None:
             raise
         close_progress_bars()
         typer.echo(f"error: {error}", err=True)
+        sys.exit(2)
+    except OSError as error:
+        # A folder or disk the user pointed at refuses a write (read-only, no permission, full):
+        # the user's to fix, so one line, like HftkError. Any other OSError is a bug: traceback.
+        if DEBUG["enabled"] or error.errno not in USER_FIXABLE_ERRNOS:
+            raise
+        close_progress_bars()
+        where = f" {error.filename}" if error.filename else ""
+        fix = "free some disk space" if error.errno in (errno.ENOSPC, errno.EDQUOT) else "check its permissions or choose another --output-dir"
+        typer.echo(f"error: cannot write or read{where} ({error.strerror}); {fix}", err=True)
         sys.exit(2)
     except SystemExit as exit_:  # Typer turns Ctrl-C outside training into a silent exit 130
         if exit_.code == 130:

@@ -25,6 +25,13 @@ def caused_by_interrupt(error: BaseException | None) -> bool:
 
 
 def main() -> None:
+    from pathlib import Path
+
+    from hftk.shadowing import clone_shadow_note
+
+    note = clone_shadow_note(Path.cwd())  # the command itself is fine; scripts run here would not be
+    if note:
+        sys.stderr.write(note + "\n")
     try:
         from hftk.cli import main as cli_main
 

@@ -91,6 +91,18 @@ def _check_folder(folder: Path) -> None:
         raise HftkError(f"cannot push {folder}: no such folder; pass the output folder of a hftk run")
     if not (folder / "config.json").is_file():
         raise HftkError(f"cannot push {folder}: it has no config.json; pass a folder written by a hftk run")
+    quantized = folder / "quantization.json"  # an `hftk quantize` folder (hftk.quantize.MARKER)
+    if quantized.is_file() and not any(folder.glob("*.safetensors")):
+        import json
+
+        try:
+            source = json.loads(quantized.read_text()).get("source") or "the folder it was quantized from"
+        except (OSError, ValueError):
+            source = "the folder it was quantized from"
+        raise HftkError(
+            f"cannot push {folder}: it holds `hftk quantize` int8 weights (a torch pickle for local CPU inference, which "
+            f"from_pretrained cannot load and nobody should unpickle from the Hub); push {source} instead and quantize after download"
+        )
     if not any(folder.glob("*.safetensors")):
         hint = " (only pickled weights found: re-save with save_pretrained)" if any(
             p.suffix in PICKLE_SUFFIXES for p in folder.iterdir()

@@ -7,6 +7,7 @@ would stay at its random initialisation.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 from peft import LoraConfig, PeftModel, TaskType, get_peft_model
@@ -75,7 +76,9 @@ def apply_lora(model, lora: LoraSection, kind: str, new_modules: list[str] | Non
             f"its layers include {', '.join(sorted(module_names)[:12])}: fix lora.target_modules"
         )
     try:
-        return get_peft_model(model, config)
+        with warnings.catch_warnings():  # peft asks transformers' deprecated name; its warning, not the user's
+            warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+            return get_peft_model(model, config)
     except ValueError as error:
         raise HftkError(f"LoRA setup failed: {str(error).splitlines()[0]}; fix lora.target_modules") from error
 

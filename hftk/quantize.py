@@ -18,6 +18,7 @@ plus `model_int8.pt`, the quantized state dict, and `quantization.json`. Load it
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import warnings
 from pathlib import Path
@@ -28,6 +29,7 @@ from transformers import AutoConfig, PreTrainedModel
 
 from hftk.errors import HftkError
 from hftk.training.output_lock import locks_folder
+from hftk.training.outputs import check_output_dir
 
 WEIGHTS = "model_int8.pt"
 MARKER = "quantization.json"
@@ -86,8 +88,11 @@ def quantize_folder(source: str | Path, output_dir: str | Path, overwrite: bool 
         raise HftkError(f"{source} has no config.json: point hftk quantize at a saved model folder")
     if is_quantized_folder(source):
         raise HftkError(f"{source} is already quantized")
-    if output_dir.exists() and any(output_dir.iterdir()) and not overwrite:
+    if output_dir.exists() and output_dir.is_dir() and any(output_dir.iterdir()) and not overwrite:
         raise HftkError(f"{output_dir} exists and is not empty; pass --overwrite or choose another -o")
+    check_output_dir(output_dir)
+    if not os.access(output_dir.absolute().parent, os.W_OK | os.X_OK):  # the int8 folder is staged beside it
+        raise HftkError(f"cannot write beside {output_dir}: {output_dir.absolute().parent} is not writable; choose another -o")
     config = AutoConfig.from_pretrained(source)
     cls = _model_class(config)
     model = cls.from_pretrained(source, dtype=torch.float32).eval()
@@ -123,6 +128,8 @@ def load_quantized(folder: str | Path) -> torch.nn.Module:
     if scheme not in WEIGHT_SCHEMES:
         raise HftkError(f"{folder / MARKER}: unknown weight_scheme {scheme!r}; this hftk reads {', '.join(WEIGHT_SCHEMES)}")
     model = quantize_model(_model_class(config)(config), scheme)
-    state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
+    with warnings.catch_warnings():  # torch's own qtensor unpickler reads storage.device: its deprecation, not ours
+        warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
+        state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()

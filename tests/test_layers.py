@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hftk"
 
 # Bottom to top. A module may import its own layer and the ones below.
 LAYERS: list[tuple[str, ...]] = [
-    ("hftk", "hftk.models", "hftk.errors"),
+    ("hftk", "hftk.models", "hftk.errors", "hftk.shadowing", "hftk.offline"),
     ("hftk.data", "hftk.metrics", "hftk.recipe"),
     ("hftk.training", "hftk.tasks", "hftk.objectives", "hftk.distill", "hftk.lora", "hftk.quantize"),
     ("hftk.reporting", "hftk.hub"),  # hub writes the model card (reporting) before an upload

@@ -24,6 +24,7 @@ from transformers import AutoConfig, PreTrainedModel
 from hftk.data.tokenizer import load_tokenizer
 from hftk.errors import HftkError
 from hftk.lora import apply_lora, fresh_modules, save_lora_outputs
+from hftk.models.loading import describe_loading, quiet_load_report
 from hftk.models import MODEL_TYPES
 from hftk.recipe import FinetuneRecipe, dump_recipe
 from hftk.recipe.tasks import SEQ2SEQ_TASKS, TASKS
@@ -212,9 +213,16 @@ def build_head(recipe: FinetuneRecipe, task: TaskData, config) -> tuple[PreTrain
     if config.pad_token_id is None and task.kind == "sequence_classification":
         kwargs["pad_token_id"] = config.eos_token_id
     try:
-        model, info = auto_class.from_pretrained(recipe.model.name_or_path, output_loading_info=True, **kwargs)
+        with quiet_load_report():  # said in one line below instead of transformers' table
+            model, info = auto_class.from_pretrained(recipe.model.name_or_path, output_loading_info=True, **kwargs)
     except ValueError as error:
         raise HftkError(f"cannot build a {task.auto_model_class} from {recipe.model.name_or_path}: {error}") from error
+    summary = describe_loading(recipe.model.name_or_path, info)
+    if summary:
+        from accelerate import PartialState
+
+        if PartialState().is_main_process:
+            print(summary)
     return model, fresh_modules(info)
 
 

@@ -93,6 +93,34 @@ def model_skeleton(recipe: PretrainRecipe) -> PreTrainedModel:
         return auto_class.from_config(config)
 
 
+DATASETS_CACHE = "datasets-cache"
+
+
+def datasets_cache(output_dir: Path) -> str:
+    """Where a local corpus's Arrow copy and its tokenised, packed blocks go: inside the run folder.
+
+    Not the user's home: the copy is only for this run (a resumed run reuses it), so it leaves
+    with the run (`keep_what_continuing_needs`). A Hub corpus stays in the shared HF cache instead.
+    """
+    return str(output_dir / DATASETS_CACHE)
+
+
+def keep_what_continuing_needs(output_dir: Path, keep_checkpoint: bool, say) -> None:
+    """A finished run keeps its newest checkpoint (optimizer state, to train on), or none; and drops its datasets cache."""
+    import shutil
+
+    from hftk.training.checkpoint import checkpoints_dir, list_checkpoints
+
+    shutil.rmtree(output_dir / DATASETS_CACHE, ignore_errors=True)
+    checkpoints = list_checkpoints(output_dir)
+    for old in checkpoints if not keep_checkpoint else checkpoints[:-1]:
+        shutil.rmtree(old, ignore_errors=True)
+    if keep_checkpoint and checkpoints:
+        say(f"kept {checkpoints[-1].relative_to(output_dir)} (optimizer state, to train on); output.keep_checkpoint=false keeps none")
+    elif not keep_checkpoint:
+        shutil.rmtree(checkpoints_dir(output_dir), ignore_errors=True)
+
+
 @removes_new_output_dir_on_error
 def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     """Run a pretraining recipe; return the output folder."""
@@ -155,8 +183,11 @@ def load_pretraining_data(recipe: PretrainRecipe, accelerator, resume_from: Path
     with accelerator.main_process_first():
         if data.streaming:
             return streaming_data(recipe, accelerator, resume_from, tokenizer_for)
+        cache_dir = None if data.dataset_name else datasets_cache(Path(recipe.output.output_dir))
+        accelerator.print(f"datasets cache: {cache_dir or 'the Hugging Face datasets cache (HF_DATASETS_CACHE)'}")
         corpus = load_text_corpus(
             data.train_files or None,
+            cache_dir=cache_dir,
             dataset_name=data.dataset_name,
             dataset_config=data.dataset_config,
             text_column=data.text_column,
@@ -264,3 +295,4 @@ def write_pretrained_folder(recipe: PretrainRecipe, objective, model, state, tok
             metrics=metrics,
             log_history=state.log_history,
         )
+        keep_what_continuing_needs(output_dir, recipe.output.keep_checkpoint, accelerator.print)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import yaml
@@ -12,12 +13,20 @@ from hftk.recipe.keys import explained, recipe_schema
 
 
 def recipe_summaries() -> list[str]:
-    """One line per shipped recipe: its name and the first comment line of the file."""
-    lines = []
-    for name, path in recipe_paths().items():
-        summary = next((line.lstrip("# ").strip() for line in path.read_text().splitlines() if line.startswith("#")), "")
-        lines.append(f"{name:28s} {summary}")
-    return lines
+    """One line per shipped recipe: its name and the first sentence of the file's opening comment."""
+    return [f"{name:28s} {first_sentence(path.read_text())}" for name, path in recipe_paths().items()]
+
+
+def first_sentence(text: str) -> str:
+    """The opening comment's first sentence, whole, even where it runs over several comment lines."""
+    comment = []
+    for line in text.splitlines():
+        if not line.startswith("#"):
+            break
+        comment.append(line.lstrip("#").strip())
+    joined = " ".join(part for part in comment if part)
+    end = re.search(r"(?<!e\.g)(?<!i\.e)\.(?=\s+[A-Z(`]|$)", joined)  # not at "e.g." / "i.e."
+    return joined[: end.start() + 1] if end else joined
 
 
 def shipped_text(name_or_path: str | Path) -> str:

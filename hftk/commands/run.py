@@ -35,12 +35,20 @@ from hftk.training.outputs import FINISHED_MARKER
 Echo = Callable[[str], None]
 
 
+def write_generated_data(pipeline: LoadedPipeline) -> None:
+    """The `hftk-data:` files the stages read (hftk.data.austen_tasks), into the run folder before the first stage."""
+    from hftk.data import austen_tasks
+
+    for path, name in pipeline.generated.items():
+        austen_tasks.write(name, Path(path).parents[1])
+
+
 def check_pipeline_inputs(pipeline: LoadedPipeline) -> None:
     """Every stage's local data exists, and a push can happen, before the first stage starts."""
     for section, key, label in data_paths(pipeline.pretrain, pipeline.finetune.values()):
         value = getattr(section, key)
         for item in value if isinstance(value, list) else [value]:
-            if item and "{" not in item and not Path(item).exists():
+            if item and "{" not in item and item not in pipeline.generated and not Path(item).exists():
                 raise HftkError(
                     f"{label}: {item} does not exist (relative paths start from the current folder, {Path.cwd()}); "
                     "run from the folder the pipeline expects or fix the path with --set"
@@ -194,6 +202,7 @@ def run_pipeline(pipeline: LoadedPipeline, *, overwrite: bool = False, echo: Ech
     check_pipeline_inputs(pipeline)
     check_output_dir(pipeline.output_dir)
     pipeline.output_dir.mkdir(parents=True, exist_ok=True)
+    write_generated_data(pipeline)
     pretrained = pipeline.stage_dir(PRETRAIN_STAGE)
     run_stage(PRETRAIN_STAGE, pipeline.pretrain, pretrain, echo, overwrite)
     for name, recipe in pipeline.finetune.items():
@@ -219,7 +228,6 @@ def run_pipeline(pipeline: LoadedPipeline, *, overwrite: bool = False, echo: Ech
     for name in pipeline.spec.quantize:
         quantize_stage(pipeline, name, echo, overwrite)
     report = write_report(pipeline)
-    echo(f"report written to {report}")
     if pipeline.spec.push is not None:
         push_all(pipeline, echo)
     return report

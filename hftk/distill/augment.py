@@ -61,6 +61,7 @@ def load_proposer(path: str, teacher_path: str) -> tuple:
     import transformers
 
     from hftk.data.tokenizer import load_tokenizer
+    from hftk.models.loading import quiet_load_report
 
     source = path or teacher_path
     key = "augment.mlm" if path else "the teacher"
@@ -68,7 +69,8 @@ def load_proposer(path: str, teacher_path: str) -> tuple:
         raise HftkError(f"{key} {source} has no config.json: point augment.mlm at a saved masked-LM folder")
     hint = "set augment.mlm=FOLDER (a masked LM with the same language, e.g. the output of `hftk pretrain`)"
     try:
-        model, info = transformers.AutoModelForMaskedLM.from_pretrained(source, output_loading_info=True)
+        with quiet_load_report():  # a model without a trained MLM head is refused below in one line
+            model, info = transformers.AutoModelForMaskedLM.from_pretrained(source, output_loading_info=True)
     except (ValueError, OSError):
         raise HftkError(f"{key} {source} is not a masked LM, so it cannot propose replacement words: {hint}") from None
     tied = set(getattr(model, "_tied_weights_keys", None) or {})

@@ -18,6 +18,7 @@ from transformers import PreTrainedModel
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES, MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 from hftk.errors import HftkError
+from hftk.models.loading import quiet_load_report
 from hftk.recipe.tasks import AUTO_MODEL_CLASSES, TASKS
 
 # The columns a teacher adds to training features, by head kind.
@@ -49,7 +50,8 @@ def load_teacher(path: str, task: str, attn_implementation: str = "sdpa") -> Pre
         )
     auto_class = getattr(transformers, AUTO_MODEL_CLASSES[kind])
     try:
-        model, info = auto_class.from_pretrained(path, output_loading_info=True, attn_implementation=attn_implementation)
+        with quiet_load_report():  # a teacher without its head is refused below in one line
+            model, info = auto_class.from_pretrained(path, output_loading_info=True, attn_implementation=attn_implementation)
     except ValueError as error:
         raise HftkError(
             f"teacher {path} ({config.model_type}) has no {AUTO_MODEL_CLASSES[kind]} head: it cannot teach {task}; "

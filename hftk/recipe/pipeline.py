@@ -40,6 +40,7 @@ PRETRAIN_STAGE = "pretrain"
 BASELINE_INIT_STAGE = "baseline-init"
 BASELINE_PREFIX = "baseline-"
 CURVES_DIR = "curves"
+GENERATED_DATA_DIR = "data"  # hftk-data: files (hftk.data.austen_tasks) are written here, inside the run folder
 STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Which pretraining gives a model type the heads its fine-tuning tasks load (hftk.recipe.tasks).
 PRETRAINING_FOR = {
@@ -219,9 +220,15 @@ class LoadedPipeline:
     """The validated pipeline with the recipe every stage will run (paths already filled in)."""
 
     def __init__(
-        self, spec: Pipeline, pretrain: PretrainRecipe, finetune: dict[str, FinetuneRecipe], distill: dict[str, Any] | None = None
+        self,
+        spec: Pipeline,
+        pretrain: PretrainRecipe,
+        finetune: dict[str, FinetuneRecipe],
+        distill: dict[str, Any] | None = None,
+        generated: dict[str, str] | None = None,
     ) -> None:
         self.spec = spec
+        self.generated = generated or {}  # file path a stage reads -> the hftk-data: name it is written from
         self.pretrain = pretrain
         self.finetune = finetune
         self.distill = distill or {}  # stage folder -> DistillRecipe
@@ -255,7 +262,13 @@ def train_set_size(recipe: FinetuneRecipe) -> int | None:
 def curve_points(pipeline: LoadedPipeline, name: str, spec: LearningCurveSpec) -> list[CurvePoint]:
     """Every (size, seed) run of one stage's learning curve, with its recipes; sizes checked against the data."""
     recipe = pipeline.finetune[name]
-    total = train_set_size(recipe)
+    if recipe.data.train_file in pipeline.generated:
+        from hftk.data import austen_tasks
+
+        rows = len(austen_tasks.rows(pipeline.generated[recipe.data.train_file]))
+        total = min(rows, recipe.data.max_train_samples or rows)
+    else:
+        total = train_set_size(recipe)
     too_big = [size for size in spec.sizes if size != "all" and total is not None and size > total]
     if too_big:
         raise HftkError(
@@ -340,13 +353,33 @@ def load_pipeline(path: str | Path, overrides: list[str] | None = None) -> Loade
         for stage in spec.finetune
     }
     check_lengths_fit_model(pretrain, finetune)
+    generated = place_generated_data(finetune.values(), output_dir / GENERATED_DATA_DIR)
     if path.resolve().parent == RECIPES_DIR.resolve():
         _anchor_shipped_paths(pretrain, finetune.values())
     distill = {  # after the anchoring: students read their teacher stage's (anchored) data
         stage.folder: build_distill_recipe(stage, stage_sets.get(f"distill:{stage.folder}", []), finetune[stage.teacher], output_dir)
         for stage in spec.distill
     }
-    return LoadedPipeline(spec, pretrain, finetune, distill)
+    return LoadedPipeline(spec, pretrain, finetune, distill, generated)
+
+
+def place_generated_data(finetune, folder: Path) -> dict[str, str]:
+    """Point every `hftk-data:NAME/SPLIT.jsonl` a stage names at its file under `folder`; return file -> name.
+
+    The files are written when the pipeline runs (hftk.commands.run.write_generated_data), not on load.
+    """
+    from hftk.data import austen_tasks
+
+    generated = {}
+    for recipe in finetune:
+        for key in ("train_file", "validation_file", "test_file"):
+            value = getattr(recipe.data, key)
+            if austen_tasks.is_generated(value):
+                path = str(austen_tasks.target_path(value, folder))  # also checks the name: a one-line error on load
+                setattr(recipe.data, key, path)
+                generated[path] = value
+    return generated
+
 
 
 def check_tasks_fit_model(spec: Pipeline, pretrain: PretrainRecipe) -> None:

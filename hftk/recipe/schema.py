@@ -148,6 +148,9 @@ class OutputSection(Section):
     push_to_hub: bool = Field(False, description="upload the finished run to the Hub (--push-to-hub); login and repository are checked before training")
     hub_model_id: str | None = Field(None, description="the Hub repository, OWNER/NAME (--hub-model-id)")
     hub_private: bool = Field(False, description="create the Hub repository as private")
+    keep_checkpoint: bool = Field(
+        True, description="hftk pretrain: a finished run keeps its newest checkpoint (optimizer state, to train on); false: none"
+    )
     license: str | None = Field(
         None,
         pattern=r"^[a-z0-9][a-z0-9.+-]*$",

@@ -24,6 +24,7 @@ from hftk.tasks.common import (
     keep_columns,
     load_splits,
     model_columns,
+    require_column_types,
     require_columns,
     require_split,
     take,
@@ -193,12 +194,14 @@ def build_sequence_task(
     max_seq_length: int,
     compute: Any | None = None,
     main_metric: str | None = None,
+    options: dict[str, str] | None = None,
 ) -> TaskData:
     """Shared by GLUE and generic classification: validate, encode labels, tokenise, wire metrics."""
     max_len = effective_max_length(tokenizer, max_seq_length)
 
     def featurize(dataset: datasets.Dataset, split: str) -> datasets.Dataset:
-        require_columns(dataset, [text_column, text_pair_column, label_column], split)
+        require_columns(dataset, [text_column, text_pair_column, label_column], split, options)
+        require_column_types(dataset, {text_column: "text", text_pair_column: "text", label_column: "label"}, split, options)
         labelled = encode_labels(dataset, label_column, space, split)
         return tokenize_texts(
             labelled, tokenizer, text_column=text_column, text_pair_column=text_pair_column,
@@ -273,13 +276,17 @@ def prepare_classification(
     train = take(raw["train"], max_train_samples, seed=train_sample_seed) if "train" in raw else None
     if train is None and label_space is None:
         require_split(raw, "train", "the label set is read from the training data")
+    options = {text_column: "data.text_column", label_column: "data.label_column"}
+    if text_pair_column:
+        options[text_pair_column] = "data.text_pair_column"
     if train is not None:
-        require_columns(train, [label_column], "train")
+        require_columns(train, [label_column], "train", options)
+        require_column_types(train, {label_column: "label"}, "train", options)
     evals = {validation_split: take(raw[validation_split], max_eval_samples)} if validation_split in raw else {}
     # A random label-budget subset (learning curves) keeps the whole training set's labels (same head every run).
     labelled = raw["train"] if train is not None and train_sample_seed is not None else train
     space = label_space or infer_label_space(labelled, label_column)
     return build_sequence_task(
         train, evals, tokenizer, space=space, text_column=text_column, text_pair_column=text_pair_column,
-        label_column=label_column, max_seq_length=max_seq_length,
+        label_column=label_column, max_seq_length=max_seq_length, options=options,
     )

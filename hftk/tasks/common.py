@@ -8,7 +8,7 @@ beyond `TaskData.kind`, which says which AutoModel head to load.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,14 +61,71 @@ class TaskData:
 
 
 
-def require_columns(dataset: datasets.Dataset, columns: Iterable[str | None], split: str) -> None:
-    """HftkError naming the missing columns and the ones that exist (for the --*-column flags)."""
+def require_columns(
+    dataset: datasets.Dataset, columns: Iterable[str | None], split: str, options: Mapping[str, str] | None = None
+) -> None:
+    """HftkError naming the missing columns, the ones that exist, and the recipe key that names each column.
+
+    `options`: column -> the recipe key it came from (data.label_column), so the fix is a --set away.
+    """
     missing = [c for c in columns if c is not None and c not in dataset.column_names]
     if missing:
+        keys = [options[c] for c in missing if options and c in options]
+        fix = f"set {' and '.join(keys)} to the column that holds them" if keys else "pass the right column names"
         raise HftkError(
             f"{split} data has no column(s) {', '.join(map(repr, missing))}; it has {dataset.column_names}. "
-            "Rename the columns or pass the right column names"
+            f"Rename the columns or {fix}"
         )
+
+
+def _is_label(value: Any) -> bool:
+    return isinstance(value, (str, int, float)) and not isinstance(value, bool)
+
+
+def _is_answers(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("text"), list) and all(isinstance(t, str) for t in value["text"])
+        and isinstance(value.get("answer_start"), list) and all(_is_label(s) for s in value["answer_start"])
+    )
+
+
+# What each kind of column must hold in every row: a test, and the words of the error. Checked
+# before tokenising, so that a wrong type (a list where a string belongs, one nested row among
+# flat ones) is one line naming the row, not a tokenizer or arrow error far from the data.
+COLUMN_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "text": (lambda v: isinstance(v, str), "text (a string)"),
+    "words": (lambda v: isinstance(v, list) and all(isinstance(w, str) for w in v), "a list of words (strings)"),
+    "tags": (lambda v: isinstance(v, list) and all(_is_label(t) for t in v), "a list of tags (names or int ids)"),
+    "label": (lambda v: _is_label(v) or (isinstance(v, list) and all(_is_label(x) for x in v)), "a label (a name, an int id or a number) or a list of labels"),
+    "answers": (_is_answers, 'answers as {"text": [...], "answer_start": [...]}'),
+}
+_PLAIN = {"text": ("string", "large_string"), "label": ("string", "large_string", "int8", "int16", "int32", "int64", "float32", "float64")}
+
+
+def require_column_types(
+    dataset: datasets.Dataset, kinds: Mapping[str | None, str], split: str, options: Mapping[str, str] | None = None
+) -> None:
+    """HftkError naming the first row whose column holds the wrong type (e.g. a list where text belongs).
+
+    `kinds`: column -> a COLUMN_KINDS key; empty values (None) are left to the checks that name them.
+    """
+    for name, kind in kinds.items():
+        if name is None or name not in dataset.column_names:
+            continue
+        feature = dataset.features[name]
+        if isinstance(feature, datasets.ClassLabel) or getattr(feature, "dtype", None) in _PLAIN.get(kind, ()):
+            continue  # the arrow type already guarantees it: no need to read the rows
+        test, expected = COLUMN_KINDS[kind]
+        for index, value in enumerate(column(dataset, name)):
+            if value is not None and not test(value):
+                shown = repr(value)
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                option = f", or set {options[name]} to the right column" if options and name in options else ""
+                raise HftkError(
+                    f"{split} data row {index + 1}: column {name!r} holds {type(value).__name__} {shown} where {expected} "
+                    f"belongs; fix that row{option}"
+                )
 
 
 def require_split(raw: datasets.DatasetDict, split: str, hint: str) -> datasets.Dataset:

@@ -24,7 +24,16 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 from hftk.errors import HftkError
-from hftk.tasks.common import TaskData, column, effective_max_length, load_splits, require_columns, require_split, take
+from hftk.tasks.common import (
+    TaskData,
+    column,
+    effective_max_length,
+    load_splits,
+    require_column_types,
+    require_columns,
+    require_split,
+    take,
+)
 
 DEFAULT_PROMPT_TEMPLATE = "{document}\nTL;DR:"
 DEFAULT_TARGET_PREFIX = " "  # byte-level BPE: the first target word gets its usual " word" token
@@ -224,7 +233,9 @@ def prepare_generation(
     )
 
     def featurize(ds: datasets.Dataset, split: str) -> datasets.Dataset:
-        require_columns(ds, [source_column, target_column], split)
+        options = {source_column: "data.source_column", target_column: "data.target_column"}
+        require_columns(ds, [source_column, target_column], split, options)
+        require_column_types(ds, {source_column: "text", target_column: "text"}, split, options)
         return ds.map(tokenize_prompt_target, batched=True, remove_columns=ds.column_names, fn_kwargs=kwargs,
                       desc=f"prompt+target ({split})")
 

@@ -26,6 +26,7 @@ from hftk.tasks.common import (
     keep_columns,
     load_splits,
     model_columns,
+    require_column_types,
     require_columns,
     require_fast_tokenizer,
     require_split,
@@ -146,7 +147,8 @@ def compute_ner_metrics(predictions: list[list[str]], references: list[list[str]
         return {"accuracy": accuracy}
     from hftk.metrics import load_metric
 
-    result = load_metric("seqeval").compute(predictions=predictions, references=references)
+    # zero_division=0: what "warn" gives, without a warning per evaluation while no entity is predicted yet
+    result = load_metric("seqeval").compute(predictions=predictions, references=references, zero_division=0)
     return {
         "precision": float(result["overall_precision"]),
         "recall": float(result["overall_recall"]),
@@ -191,7 +193,9 @@ def prepare_ner(
     evals = {validation_split: take(raw[validation_split], max_eval_samples)} if validation_split in raw else {}
     for split, ds in [("train", train), *evals.items()]:
         if ds is not None:
-            require_columns(ds, [tokens_column, tags_column], split)
+            options = {tokens_column: "data.tokens_column", tags_column: "data.tags_column"}
+            require_columns(ds, [tokens_column, tags_column], split, options)
+            require_column_types(ds, {tokens_column: "words", tags_column: "tags"}, split, options)
     # A random label-budget subset (learning curves) keeps the whole training set's tag set: every
     # curve run gets the same head, and a tag the subset happens to miss can still be scored.
     tagged = raw["train"] if train is not None and train_sample_seed is not None else train

@@ -31,6 +31,7 @@ from hftk.tasks.common import (
     keep_columns,
     load_splits,
     model_columns,
+    require_column_types,
     require_columns,
     require_fast_tokenizer,
     take,
@@ -88,6 +89,7 @@ def load_squad_json(path: str) -> datasets.Dataset:
 def validate_answers(examples: datasets.Dataset, split: str = "data") -> None:
     """HftkError naming the first example whose answer text is not at `answer_start` in its context."""
     require_columns(examples, QA_COLUMNS, split)
+    require_column_types(examples, {"context": "text", "question": "text", "answers": "answers"}, split)
     for example_id, context, answers in zip(column(examples, "id"), column(examples, "context"), column(examples, "answers")):
         texts, starts = answers["text"], answers["answer_start"]
         if len(texts) != len(starts):
@@ -127,7 +129,8 @@ def _tokenize(
     pad_on_right = tokenizer.padding_side == "right"
     # Some SQuAD questions start with lots of whitespace, which wastes the window.
     questions = [q.lstrip() for q in examples["question"]]
-    offsets = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+    # verbose=False: a long question is measured here on purpose (and cut below), not a mistake to warn about
+    offsets = tokenizer(questions, add_special_tokens=False, return_offsets_mapping=True, verbose=False)["offset_mapping"]
     questions = [q if len(o) <= max_question_length else q[: o[max_question_length - 1][1]] for q, o in zip(questions, offsets)]
     contexts = examples["context"]
     encoded = tokenizer(

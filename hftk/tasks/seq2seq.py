@@ -28,7 +28,16 @@ import torch.nn.functional as F
 from transformers import DataCollatorForSeq2Seq, PreTrainedTokenizerBase
 
 from hftk.errors import HftkError
-from hftk.tasks.common import TaskData, column, effective_max_length, load_splits, require_columns, require_split, take
+from hftk.tasks.common import (
+    TaskData,
+    column,
+    effective_max_length,
+    load_splits,
+    require_column_types,
+    require_columns,
+    require_split,
+    take,
+)
 
 IGNORE = -100
 # What `finetune translation` can start from (shown when a model does not fit).
@@ -84,16 +93,25 @@ def translation_pairs(dataset: datasets.Dataset, split: str, source_lang: str, t
     """`source` / `target` columns from the `translation` column; every row must have both sides."""
     layout = '{"translation": {"%s": ..., "%s": ...}}' % (source_lang, target_lang)
     require_columns(dataset, ["translation"], split)
-    languages = translation_languages(dataset)
+    rows = column(dataset, "translation")
+    # A key no row has is the recipe's mistake (the languages); one some rows lack is the data's (those rows).
+    # A Translation or struct feature lists the languages; rows of mixed shape load as JSON: read them off the rows.
+    languages = translation_languages(dataset) or sorted({key for row in rows if isinstance(row, dict) for key in row})
     missing = [lang for lang in (source_lang, target_lang) if lang not in languages]
     if missing:
         raise HftkError(
             f"{split} data has no {' or '.join(map(repr, missing))} text in its translation column (it has languages "
             f"{languages}); set data.source_lang and data.target_lang to two of them, rows as {layout}"
         )
-    rows = column(dataset, "translation")
     for index, row in enumerate(rows):
-        empty = [lang for lang in (source_lang, target_lang) if not (row or {}).get(lang)]
+        if row is None:
+            raise HftkError(f"{split} data row {index + 1} has no 'translation'; every row needs both sides ({layout}): drop or fill that row")
+        if not isinstance(row, dict):
+            raise HftkError(
+                f"{split} data row {index + 1}: 'translation' holds {type(row).__name__} {str(row)[:40]!r}, not an object "
+                f"of texts by language; rows as {layout}: fix that row"
+            )
+        empty = [lang for lang in (source_lang, target_lang) if not isinstance(row.get(lang), str) or not row[lang]]
         if empty:
             raise HftkError(
                 f"{split} data row {index + 1} has no {' or '.join(map(repr, empty))} text; every row needs both sides "
@@ -104,7 +122,9 @@ def translation_pairs(dataset: datasets.Dataset, split: str, source_lang: str, t
 
 def column_pairs(dataset: datasets.Dataset, split: str, source_column: str, target_column: str) -> datasets.Dataset:
     """`source` / `target` columns from two named columns (summarization: document / summary)."""
-    require_columns(dataset, [source_column, target_column], split)
+    options = {source_column: "data.source_column", target_column: "data.target_column"}
+    require_columns(dataset, [source_column, target_column], split, options)
+    require_column_types(dataset, {source_column: "text", target_column: "text"}, split, options)
     sources, targets = column(dataset, source_column), column(dataset, target_column)
     for index, (source, target) in enumerate(zip(sources, targets)):
         if not isinstance(source, str) or not isinstance(target, str) or not source.strip():

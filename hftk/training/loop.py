@@ -26,11 +26,11 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from tqdm.auto import tqdm
 
 from hftk.errors import HftkError, TrainingInterrupted
 from hftk.recipe import TrainingSection
 from hftk.training.budget import Budget, advance_scheduler, make_scheduler
+from hftk.training.progress import progress_bar
 from hftk.training.checkpoint import (
     TrainState,
     latest_checkpoint,
@@ -226,12 +226,8 @@ class TrainingRun:
             max_time_seconds=training.max_time_minutes * 60 if training.max_time_minutes else None,
             min_steps=None if training.max_steps is not None else getattr(training, "min_steps", None),
         )
-        if budget.epochs_raised() and budget.total_steps() == budget.epoch_steps():
-            self.accelerator.print(
-                f"training.min_steps={budget.min_steps}: {training.num_train_epochs:g} epochs of this training set are only "
-                f"{math.ceil(training.num_train_epochs * self.steps_per_epoch)} steps; training {budget.total_steps()} steps "
-                f"({budget.total_steps() / self.steps_per_epoch:.1f} epochs). --set training.min_steps=null keeps the epochs"
-            )
+        dataset = None if self.streamed else getattr(self.train_dataloader, "dataset", None)
+        self.accelerator.print(budget.describe(len(dataset) if hasattr(dataset, "__len__") else None))
         return budget
 
     # -- set-up ----------------------------------------------------------------------------------
@@ -256,7 +252,7 @@ class TrainingRun:
         if self.accelerator.is_main_process:
             remove_partial_checkpoints(self.output_dir)
         self.total_steps = self.budget.total_steps()
-        self.bar = tqdm(
+        self.bar = progress_bar(  # tqdm on a terminal; in a log, one line per logging step
             total=self.total_steps,
             initial=state.step,
             disable=not self.accelerator.is_local_main_process,
@@ -410,6 +406,8 @@ class TrainingRun:
                 f"{state.planned_steps}: stopped early, before the learning-rate schedule had decayed "
                 f"(metrics.json: train_stopped_by); the step budget alone gives the same model on any machine"
             )
+        if state.stopped_by != "max_time_minutes":  # said above, with what it means for the schedule
+            self.accelerator.print(self.budget.describe_stop(state.stopped_by, state.step))
         self.evaluate()
         if self.last_saved != state.step:
             self.save_checkpoint()

@@ -569,7 +569,45 @@ def bad_input_cases(tmp: Path, hftk_bert: Path, cls_run: Path, data: dict[str, s
         cases[name] = (["run", str(d / "pipeline.yaml")], needles)
     more_bad_input_cases(cases, folder, ft, hftk_bert, data)
     seq2seq_bad_input_cases(cases, folder, ft, hftk_bert)
+    data_type_bad_input_cases(cases, folder, hftk_bert, cls_run)
     return cases
+
+
+def data_type_bad_input_cases(cases: dict, folder, hftk_bert: Path, cls_run: Path) -> None:
+    """Issue 28: rows of the wrong type or shape named by number, the recipe key to fix, honest refusals."""
+    from hftk.quantize import quantize_folder
+    from tests.tasks.tiny_seq2seq import bible_rows, save_tiny_hftk, seq2seq_tokenizer
+
+    def case(name: str, task: str, rows: list[dict], needles: list[str], *sets: str, model: Path = hftk_bert) -> None:
+        d = folder(name)
+        path = write_rows(d / "train.jsonl", rows)
+        cases[name] = (finetune_args(task, model, d / "out", f"data.train_file={path}", f"data.validation_file={path}", *sets), needles)
+
+    texts = [{"text": f"review number {i}", "label": ["good", "bad"][i % 2]} for i in range(16)]
+    case("label_column_missing", "classification", texts, ["'sentiment'", "data.label_column"], "data.label_column=sentiment")
+    case("text_is_a_list", "classification", [*texts[:2], {"text": ["a", "list"], "label": "good"}, *texts[3:]], ["row 3", "'text'", "list", "data.text_column"])
+    case("label_is_nested", "classification", [texts[0], {"text": "ok", "label": {"name": "bad"}}, *texts[2:]], ["row 2", "'label'", "dict", "data.label_column"])
+    words = [{"tokens": ["Emma", "smiled", "."], "ner_tags": ["B-PER", "O", "O"]}] * 8
+    case("ner_tokens_not_a_list", "ner", [*words, {"tokens": "Emma smiled .", "ner_tags": ["B-PER", "O", "O"]}], ["row 9", "'tokens'", "list of words", "data.tokens_column"])
+    case("ner_tags_nested", "ner", [*words[:3], {"tokens": ["Emma", "smiled"], "ner_tags": [["B-PER"], ["O"]]}], ["row 4", "'ner_tags'", "data.tags_column"])
+    pair = {"id": "q", "title": "t", "context": "Mary went home.", "question": "Who went home?", "answers": {"text": ["Mary"], "answer_start": [0]}}
+    flat = {**pair, "id": "q2", "answers": {"text": "Mary", "answer_start": 0}}
+    case("qa_answers_flat", "qa", [pair, flat], ["row 2", "'answers'", "answer_start"], "data.max_seq_length=128")
+    rows = bible_rows("train", 16, shared=SHARED)
+    rows[6] = {**rows[6], "translation": {"en": rows[6]["translation"]["en"]}}  # one verse lost its Spanish side
+    tokenizer = seq2seq_tokenizer([text for row in rows for text in row["translation"].values()])
+    model = save_tiny_hftk(folder("translation_model"), tokenizer)
+    case("translation_row_missing_language", "translation", rows, ["row 7", "'es'"], "data.source_lang=es", "data.target_lang=en", model=model)
+    int8 = folder("push_int8_folder") / "model-int8"
+    quantize_folder(cls_run, int8)
+    cases["push_int8_folder"] = (["push", str(int8), "--repo-id", "alice/x"], ["int8", "push " + str(cls_run)])
+    d = folder("distill_teacher_without_head")
+    path = write_rows(d / "train.jsonl", texts)
+    cases["distill_teacher_without_head"] = (["distill", "classification", "--teacher", str(hftk_bert), "-o", str(d / "out"), "--set", f"data.train_file={path}", "--set", f"data.validation_file={path}"], ["no trained classification head"])
+
+
+# Words a bad-input case must not print anywhere (misleading advice, transformers' load table).
+ABSENT = {"push_int8_folder": ["save_pretrained"], "distill_teacher_without_head": ["LOAD REPORT", "MISSING"]}
 
 
 def seq2seq_bad_input_cases(cases: dict, folder, ft, hftk_bert: Path) -> None:
@@ -695,7 +733,7 @@ def more_bad_input_cases(cases: dict, folder, ft, hftk_bert: Path, data: dict[st
     cases["convert_into_non_empty_folder"] = (["convert", str(hftk_bert), str(d / "out")], ["not empty", "--overwrite"])
     cases["convert_missing_source"] = (["convert", str(folder("convert_missing_source") / "nope"), str(folder("convert_missing_source_out") / "out")], ["nope"])
     run_out = folder("run_missing_stage_data") / "out"
-    cases["run_missing_stage_data"] = (["run", "pipeline-tiny", "-o", str(run_out), "--set", "finetune.wnut16.data.train_file=no-such-train.jsonl"], ["stage wnut16", "no-such-train.jsonl", "does not exist"])
+    cases["run_missing_stage_data"] = (["run", "pipeline-tiny", "-o", str(run_out), "--set", "finetune.names.data.train_file=no-such-train.jsonl"], ["stage names", "no-such-train.jsonl", "does not exist"])
     cases["run_unknown_stage"] = (["run", "pipeline-tiny", "-o", str(folder("run_unknown_stage") / "out"), "--set", "finetune.squad.training.max_steps=1"], ["no finetune stage 'squad'"])
     cases["run_push_with_hub_offline"] = (["run", "pipeline-tiny", "-o", str(folder("run_push_with_hub_offline") / "out"), "--set", "push.hub_model_id_prefix=alice/tiny"], ["HF_HUB_OFFLINE"])
     cases["recipes_show_unknown"] = (["recipes", "show", "no-such-recipe", "--resolved"], ["no-such-recipe", "hftk recipes list"])
@@ -759,6 +797,9 @@ BAD_INPUTS = [
     # issue 28: a changed recipe on --resume, a folder another run writes
     "pretrain_resume_with_changed_recipe", "pretrain_output_in_use", "finetune_output_in_use", "convert_output_in_use",
     "run_output_in_use",
+    # issue 28: column types and rows named, the recipe key to fix, honest refusals
+    "label_column_missing", "text_is_a_list", "label_is_nested", "ner_tokens_not_a_list", "ner_tags_nested", "qa_answers_flat",
+    "translation_row_missing_language", "push_int8_folder", "distill_teacher_without_head",
 ]
 
 
@@ -772,6 +813,8 @@ def test_bad_input_cases_are_all_listed(bad_runs):
 def test_bad_input_is_one_line_error_and_writes_nothing(bad_runs, case):
     result, out, needles, before = bad_runs[case]
     assert_one_line_error(result, *needles)
+    for word in ABSENT.get(case, []):
+        assert word not in result.stdout + result.stderr, (case, word, result.stderr[-2000:])
     # Nothing half-written: no folder the run created, and an existing path exactly as it was.
     assert snapshot(out) == before, (case, before, snapshot(out))
     assert case in PREEXISTING_OUTPUT or before is None

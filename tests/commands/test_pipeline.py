@@ -276,12 +276,11 @@ def test_bad_pipelines_fail_on_load_naming_the_key(tmp_path, change, overrides, 
     assert "\n" not in str(error.value)
 
 
-@pytest.mark.parametrize("name", ["pipeline-shared", "pipeline-tiny"])
-def test_shipped_pipelines_validate_and_point_at_the_shared_data(name, monkeypatch):
+def test_pipeline_shared_validates_and_points_at_the_shared_data(monkeypatch):
     from hftk.recipe.pipeline import load_pipeline
 
-    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # their paths are relative to the repository root
-    pipeline = load_pipeline(name)
+    monkeypatch.chdir(Path(__file__).resolve().parents[2])  # its paths are relative to the repository root
+    pipeline = load_pipeline("pipeline-shared")
     assert pipeline.spec.baseline is not None and set(pipeline.finetune) == {"fine_foods", "brown_cloze", "wnut16"}
     assert {recipe.task for recipe in pipeline.finetune.values()} == {"classification", "qa", "ner"}
     assert pipeline.finetune["brown_cloze"].data.version_2_with_negative
@@ -291,6 +290,33 @@ def test_shipped_pipelines_validate_and_point_at_the_shared_data(name, monkeypat
         assert Path(path).exists() and Path(path).resolve().is_relative_to(SHARED), path
     for recipe in pipeline.finetune.values():  # QA/NER windows must fit the pretrained positions
         assert (recipe.data.max_seq_length or 0) <= pipeline.pretrain.model.config.get("max_position_embeddings", 128)
+
+
+def test_pipeline_tiny_needs_nothing_but_the_package(tmp_path, monkeypatch):
+    """A fresh install has no ../shared: the smoke test's data is generated into its own run folder."""
+    from hftk.commands.run import check_pipeline_inputs, write_generated_data
+    from hftk.recipe.pipeline import GENERATED_DATA_DIR, load_pipeline
+    from hftk.data import austen_tasks
+
+    monkeypatch.chdir(tmp_path)
+    pipeline = load_pipeline("pipeline-tiny", [f"output_dir={tmp_path / 'out'}"])
+    assert {recipe.task for recipe in pipeline.finetune.values()} == {"classification", "qa", "ner"}
+    assert pipeline.pretrain.data.train_files == [] and pipeline.pretrain.data.dataset_name is None  # the shipped corpus
+    data = tmp_path / "out" / GENERATED_DATA_DIR
+    recipes = [*pipeline.finetune.values(), *pipeline.distill.values()]
+    paths = [getattr(recipe.data, key) for recipe in recipes for key in ("train_file", "validation_file")]
+    assert paths and all(Path(path).is_relative_to(data) for path in paths), paths
+    assert not (tmp_path / "out").exists()  # loading writes nothing
+    check_pipeline_inputs(pipeline)  # the files to be generated count as present
+    # The learning curve's sizes fit the generated training set (after max_train_samples).
+    curve = pipeline.curves["novels"]
+    assert [point.examples for point in curve] == [64, 256]
+    write_generated_data(pipeline)
+    for path, name in pipeline.generated.items():
+        rows = [json.loads(line) for line in Path(path).read_text().splitlines()]
+        assert rows == austen_tasks.rows(name)
+    novels = pipeline.finetune["novels"].data
+    assert len(Path(novels.train_file).read_text().splitlines()) >= novels.max_train_samples
 
 
 def test_push_uploads_every_trained_stage_under_the_prefix(pipeline_run, monkeypatch):
@@ -341,12 +367,12 @@ def test_shipped_pipeline_finds_its_data_from_another_folder_and_a_missing_file_
     from hftk.commands.run import check_pipeline_inputs, run_pipeline
 
     monkeypatch.chdir(tmp_path)  # not the repository root: ../shared is not beside the current folder
-    pipeline = load_pipeline("pipeline-tiny")
+    pipeline = load_pipeline("pipeline-shared")
     for recipe in pipeline.finetune.values():
         for path in (recipe.data.train_file, recipe.data.validation_file):
             assert Path(path).is_absolute() and Path(path).is_file() and Path(path).resolve().is_relative_to(SHARED), path
     check_pipeline_inputs(pipeline)
-    broken = load_pipeline("pipeline-tiny", ["finetune.wnut16.data.validation_file=missing/test.jsonl", f"output_dir={tmp_path / 'out'}"])
+    broken = load_pipeline("pipeline-shared", ["finetune.wnut16.data.validation_file=missing/test.jsonl", f"output_dir={tmp_path / 'out'}"])
     with pytest.raises(HftkError, match=r"finetune stage wnut16: data.validation_file: missing/test.jsonl does not exist") as error:
         run_pipeline(broken, echo=lambda line: None)
     assert "\n" not in str(error.value) and str(tmp_path) in str(error.value)

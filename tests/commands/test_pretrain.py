@@ -92,10 +92,20 @@ def test_mlm_run_writes_a_loadable_folder_and_falling_eval_loss(corpus, tmp_path
     assert model.model.encoder.embeddings.norm is not None
     assert model.config.classifier_pooling == "mean"
     assert model.config.use_pooler is False  # no objective trains one: no fresh layer outside a classifier head
-    # Every checkpoint carries a loadable model with its tokenizer.
+    # A finished run keeps what continuing needs: its newest checkpoint (with a loadable model and
+    # tokenizer), not step-8 as well, and not its datasets cache (kept inside the run folder while it runs).
     checkpoints = sorted((out / "checkpoints").iterdir())
-    assert [c.name for c in checkpoints] == ["step-12", "step-8"] or {c.name for c in checkpoints} == {"step-8", "step-12"}
+    assert [c.name for c in checkpoints] == ["step-12"]
     assert AutoTokenizer.from_pretrained(checkpoints[0] / "model").vocab_size == tokenizer.vocab_size
+    assert not (out / "datasets-cache").exists()
+
+
+def test_a_finished_run_keeps_no_checkpoint_when_asked_and_says_where_its_cache_went(corpus, tmp_path):
+    out = tmp_path / "mlm"
+    result = run_hftk(*pretrain_args(corpus, out, "training.max_steps=4", "output.keep_checkpoint=false"), check=True)
+    assert not (out / "checkpoints").exists() and not (out / "datasets-cache").exists()
+    assert f"datasets cache: {out / 'datasets-cache'}" in result.stdout
+    assert (out / "model.safetensors").is_file() and json.loads((out / "metrics.json").read_text())["train_steps"] == 4
 
 
 def test_clm_run_generates(corpus, tmp_path):
