@@ -91,11 +91,16 @@ def _check_folder(folder: Path) -> None:
         raise HftkError(f"cannot push {folder}: no such folder; pass the output folder of a hftk run")
     if not (folder / "config.json").is_file():
         raise HftkError(f"cannot push {folder}: it has no config.json; pass a folder written by a hftk run")
-    if not any(folder.glob("*.safetensors")):
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.onnx")):  # ONNX: `hftk quantize --format onnx`
+        if (folder / "model_int8.pt").is_file():
+            raise HftkError(
+                f"cannot push {folder}: its int8 weights are a torch pickle (an older `hftk quantize`); "
+                "rewrite it with `hftk quantize FP32_FOLDER -o OUT` and push OUT"
+            )
         hint = " (only pickled weights found: re-save with save_pretrained)" if any(
             p.suffix in PICKLE_SUFFIXES for p in folder.iterdir()
         ) else ""
-        raise HftkError(f"cannot push {folder}: no *.safetensors weights{hint}; train or save the model first")
+        raise HftkError(f"cannot push {folder}: no *.safetensors or *.onnx weights{hint}; train or save the model first")
 
 
 def _check_repo_id(repo_id: str) -> None:
