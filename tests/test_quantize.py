@@ -288,3 +288,31 @@ def test_evaluate_scores_an_int8_translation_folder(tmp_path):
     assert metrics["eval_bleu"] == pytest.approx(sacrebleu.corpus_bleu(predictions, [references]).score)
     assert metrics["eval_chrf"] == pytest.approx(sacrebleu.corpus_chrf(predictions, [references]).score)
     assert 0 < metrics["eval_loss"] < 20 and metrics["eval_samples"] == 8
+
+
+@pytest.mark.parametrize("kind", ["hftk_seq2seq", "hftk_gpt"])
+def test_torchao_decoder_generates_with_cache_near_fp32_and_keeps_the_tie(kind, tmp_path):
+    """The torchao format: every Linear but the tied LM head is int8; the head stays the fp32 embedding itself."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    from hftk.models import HftkGptForCausalLM, HftkSeq2SeqForConditionalGeneration
+    from tests.models.tiny import build, tiny_gpt_config, tiny_seq2seq_config
+
+    if kind == "hftk_seq2seq":
+        fp32, auto = build(HftkSeq2SeqForConditionalGeneration, tiny_seq2seq_config(decoder_start_token_id=1)), AutoModelForSeq2SeqLM
+    else:
+        fp32, auto = build(HftkGptForCausalLM, tiny_gpt_config()), AutoModelForCausalLM
+    fp32.save_pretrained(tmp_path / "fp32")
+    int8 = auto.from_pretrained(quantize_folder(tmp_path / "fp32", tmp_path / "int8", format="torchao")).eval()
+    assert int8.lm_head.weight is int8.get_input_embeddings().weight
+    assert torch.equal(int8.lm_head.weight, fp32.lm_head.weight)
+    linears = sum(isinstance(m, torch.nn.Linear) for m in int8.modules())
+    assert int8_linears(int8) == linears - 1 > 0
+    torch.manual_seed(1)
+    prompt = torch.randint(3, fp32.config.vocab_size, (2, 6))
+    greedy = int8.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=6, do_sample=False, use_cache=True,
+                           return_dict_in_generate=True, output_logits=True, pad_token_id=0)
+    cached = torch.stack(greedy.logits, dim=1)
+    reference = teacher_forced_logits(fp32, kind, prompt, greedy.sequences)
+    assert cached.shape == reference.shape and not torch.equal(cached, reference)
+    assert (cached - reference).abs().max() <= GEN_REL * reference.abs().max()

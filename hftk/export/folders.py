@@ -29,6 +29,15 @@ def model_class(config) -> type[PreTrainedModel]:
     return cls
 
 
+def require(modules: tuple[str, ...], extra: str, purpose: str) -> None:
+    """A one-line error naming the pip command when an optional dependency is missing."""
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if missing:
+        raise HftkError(f"{purpose} needs {', '.join(missing)}: pip install 'hftk[{extra}]'")
+
+
 def check_source(source: Path, output_dir: Path, overwrite: bool) -> None:
     """A saved fp32 model folder, and an output folder that is free (or may be replaced)."""
     if not (source / "config.json").is_file():

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from hftk.errors import HftkError
-from hftk.export.folders import check_source, load_fp32, publish, scratch_folder
+from hftk.export.folders import check_source, load_fp32, publish, require, scratch_folder
 
 FP32_FILE = "model.onnx"
 INT8_FILE = "model_quantized.onnx"  # optimum's ORTQuantizer name
@@ -135,6 +135,7 @@ def export_onnx(source: str | Path, output_dir: str | Path, fp32: bool = True, i
     """Write OUT/model.onnx (fp32) and/or OUT/model_quantized.onnx (int8) with the config and tokenizer; atomic."""
     if not (fp32 or int8):
         raise HftkError("nothing to export: keep the fp32 graph, the int8 graph or both")
+    require(("onnx", "onnxscript", "onnxruntime"), "onnx", "ONNX export")
     source, output_dir = Path(source), Path(output_dir)
     check_source(source, output_dir, overwrite)
     model, config = load_fp32(source)
