@@ -180,6 +180,8 @@ def test_bad_folders(tmp_path, tokenizer):
     (["quantize", "{tmp}/nothing", "-o", "{tmp}/out"], "has no config.json"),
     (["quantize", "{tmp}/fp32", "-o", "{tmp}/out", "--format", "int4"], "unknown int8 format 'int4'"),
     (["export", "onnx", "{tmp}/mlm", "-o", "{tmp}/out"], "is not one: fine-tune a head first"),
+    (["evaluate", "classification", "--model", "{tmp}/onnx", "-o", "{tmp}/out", "--set", "data.validation_file={tmp}/eval.jsonl"],
+     "holds an ONNX graph, which runs in ONNX Runtime"),
 ])
 def test_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, tokenizer):
     from hftk.models import HftkBertConfig, HftkBertForMaskedLM
@@ -187,6 +189,11 @@ def test_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, tokenizer):
     saved("hftk_bert", tokenizer, tmp_path / "fp32")
     HftkBertForMaskedLM(HftkBertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                                        intermediate_size=32)).save_pretrained(tmp_path / "mlm")
+    (tmp_path / "onnx").mkdir()  # what `hftk quantize` writes by default: config, tokenizer, an int8 graph
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "onnx" / name).write_bytes((tmp_path / "fp32" / name).read_bytes())
+    (tmp_path / "onnx" / "model_quantized.onnx").write_bytes(b"graph")
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in [("good", "great"), ("bad", "other")]))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     argv = [a.format(tmp=tmp_path) for a in args]
     result = subprocess.run([sys.executable, "-m", "hftk", *argv], capture_output=True, text=True, env=env, timeout=600)
