@@ -32,6 +32,8 @@ recipes_app = typer.Typer(
     help="List and show the recipes that ship with hftk.", no_args_is_help=True, rich_markup_mode=None
 )
 app.add_typer(recipes_app, name="recipes")
+export_app = typer.Typer(help="Export a model to another runtime's format (ONNX).", no_args_is_help=True, rich_markup_mode=None)
+app.add_typer(export_app, name="export")
 
 DEBUG = {"enabled": False}
 QUIET: dict = {}
@@ -379,16 +381,32 @@ def convert(
 def quantize(
     folder: Annotated[Path, typer.Argument(help="A saved model folder (e.g. a fine-tuned or distilled run).")],
     output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for the int8 model.")],
+    format: Annotated[
+        Optional[str],
+        typer.Option("--format", metavar="onnx|torchao", help="onnx: int8 ONNX graph for ONNX Runtime; torchao: a "
+                     "folder AutoModelFor*.from_pretrained loads (torchao). Default: the faster on CPU."),
+    ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Make an int8 copy of a model for CPU inference.
-
-    Int8 weights and dynamic int8 activations; load it with hftk.quantize.load_quantized.
-    """
+    """Int8 weights and dynamic int8 activations for CPU inference, in a format standard tools load."""
     from hftk.commands.quantize import quantize as run_quantize
 
-    out = run_quantize(folder, output_dir, overwrite=overwrite)
+    out = run_quantize(folder, output_dir, format=format, overwrite=overwrite)
     result(f"Quantized model saved to {out}")
+
+
+@export_app.command("onnx")
+def export_onnx(
+    folder: Annotated[Path, typer.Argument(help="A saved model folder with an encoder head (classification, NER, QA).")],
+    output_dir: Annotated[Path, typer.Option("--output-dir", "-o", help="Folder for model.onnx and model_quantized.onnx.")],
+    int8: Annotated[bool, typer.Option("--int8/--no-int8", help="Also write the int8 graph (onnxruntime dynamic quantization).")] = True,
+    overwrite: OverwriteOption = False,
+) -> None:
+    """ONNX graphs of a model for ONNX Runtime, checked against PyTorch's outputs (max |diff| printed)."""
+    from hftk.commands.export import export_onnx as run_export
+
+    for line in run_export(folder, output_dir, int8=int8, overwrite=overwrite):
+        typer.echo(line)
 
 
 @app.command()
@@ -426,6 +444,19 @@ def close_progress_bars() -> None:
         bar.close()
 
 
+def quiet_import_noise() -> None:
+    """Drop log lines that say nothing to a hftk user and would break one-line errors.
+
+    transformers imports torchao whenever it is installed (its quantizer registry); torchao 0.18
+    then logs a warning for each CUDA kernel library it cannot load on a CPU machine, and torch
+    one for each enum torchao registers with the (deprecated) pytree constant API.
+    """
+    import logging
+
+    logging.getLogger("torchao").setLevel(logging.ERROR)
+    logging.getLogger("torch.utils._pytree").setLevel(logging.ERROR)
+
+
 def main() -> None:
     """Console entry point: one-line errors, non-zero exit, no traceback unless --debug."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -436,6 +467,7 @@ def main() -> None:
         from hftk import offline
 
         offline.install()  # an unreachable Hub: offline after the first failure, not ~40 s of retries
+    quiet_import_noise()
     try:
         app()
     except TrainingInterrupted as interrupt:  # Ctrl-C in training: where it stopped and how to go on

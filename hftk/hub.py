@@ -91,23 +91,23 @@ def _check_folder(folder: Path) -> None:
         raise HftkError(f"cannot push {folder}: no such folder; pass the output folder of a hftk run")
     if not (folder / "config.json").is_file():
         raise HftkError(f"cannot push {folder}: it has no config.json; pass a folder written by a hftk run")
-    quantized = folder / "quantization.json"  # an `hftk quantize` folder (hftk.quantize.MARKER)
-    if quantized.is_file() and not any(folder.glob("*.safetensors")):
-        import json
+    if not any(folder.glob("*.safetensors")) and not any(folder.glob("*.onnx")):  # ONNX: `hftk quantize --format onnx`
+        if (folder / "model_int8.pt").is_file():  # an older `hftk quantize` folder (hftk.quantize.WEIGHTS)
+            import json
 
-        try:
-            source = json.loads(quantized.read_text()).get("source") or "the folder it was quantized from"
-        except (OSError, ValueError):
-            source = "the folder it was quantized from"
-        raise HftkError(
-            f"cannot push {folder}: it holds `hftk quantize` int8 weights (a torch pickle for local CPU inference, which "
-            f"from_pretrained cannot load and nobody should unpickle from the Hub); push {source} instead and quantize after download"
-        )
-    if not any(folder.glob("*.safetensors")):
+            try:
+                source = json.loads((folder / "quantization.json").read_text()).get("source") or "FP32_FOLDER"
+            except (OSError, ValueError):
+                source = "FP32_FOLDER"
+            raise HftkError(
+                f"cannot push {folder}: its int8 weights are a torch pickle from an older `hftk quantize`, which "
+                f"from_pretrained cannot load and nobody should unpickle from the Hub; rewrite it with "
+                f"`hftk quantize {source} -o OUT` and push OUT"
+            )
         hint = " (only pickled weights found: re-save with save_pretrained)" if any(
             p.suffix in PICKLE_SUFFIXES for p in folder.iterdir()
         ) else ""
-        raise HftkError(f"cannot push {folder}: no *.safetensors weights{hint}; train or save the model first")
+        raise HftkError(f"cannot push {folder}: no *.safetensors or *.onnx weights{hint}; train or save the model first")
 
 
 def _check_repo_id(repo_id: str) -> None:

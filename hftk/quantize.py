@@ -1,18 +1,15 @@
-"""`hftk quantize FOLDER -o OUT`: int8 weights with dynamic int8 activations for CPU inference.
+"""`hftk quantize FOLDER -o OUT`: an int8 copy for CPU inference, in a format standard tools load.
 
-Every `nn.Linear` becomes PyTorch's dynamically quantized linear (`torch.ao.quantization.
-quantize_dynamic`, fbgemm/x86 kernels): weights stored as int8 with a scale per output channel,
-activations quantized on the fly per batch (per channel rather than per tensor: on the distilled
-fine_foods student 0.836 against fp32's 0.840, per tensor 0.831, at ~10 % less speed; benchmarks/RESULTS-compression.md).
-Embeddings and norms stay fp32. Chosen over torchao
-(eager int8 on this CPU was 5x slower than this path; it needs torch.compile to be fast) and
-ONNX Runtime (a 100+ MB dependency chain and an export step); see benchmarks/RESULTS-compression.md.
+Formats (`--format`):
+- `torchao`: transformers' own torchao integration (hftk.export.torchao_int8): model.safetensors
+  with int8 Linear weights, the scheme in config.json's `quantization_config`;
+  `AutoModelFor*.from_pretrained(OUT)` loads it, and `hftk evaluate`, pipelines and `hftk push` take it.
+- `onnx`: an int8 ONNX graph for ONNX Runtime (hftk.export.onnx), `OUT/model_quantized.onnx`.
+The default is the faster of the two on CPU (benchmarks/RESULTS-inference.md).
 
-The folder holds the fp32 config and tokenizer (so the architecture is rebuilt from config)
-plus `model_int8.pt`, the quantized state dict, and `quantization.json`. Load it with
-
-    from hftk.quantize import load_quantized
-    model = load_quantized("OUT")
+Folders written before (`model_int8.pt` + `quantization.json`: torch.ao's dynamic quantization,
+deprecated by PyTorch) still load with `load_quantized`; `hftk quantize` rewrites them from their
+fp32 source.
 """
 
 from __future__ import annotations
@@ -24,12 +21,12 @@ import warnings
 from pathlib import Path
 
 import torch
-import transformers
-from transformers import AutoConfig, PreTrainedModel
+from transformers import AutoConfig
 
 from hftk.errors import HftkError
 from hftk.training.output_lock import locks_folder
 from hftk.training.outputs import check_output_dir
+from hftk.export.folders import model_class
 
 WEIGHTS = "model_int8.pt"
 MARKER = "quantization.json"
@@ -67,22 +64,27 @@ def quantize_model(model: torch.nn.Module, scheme: str = DEFAULT_WEIGHT_SCHEME) 
         return torch.ao.quantization.quantize_dynamic(model.eval(), {torch.nn.Linear: _qconfig(scheme)}, dtype=torch.qint8)
 
 
-def _model_class(config) -> type[PreTrainedModel]:
-    architectures = config.architectures or []
-    if not architectures:
-        raise HftkError("the model's config.json names no architecture: save it with save_pretrained first")
-    name = architectures[0]
-    import hftk.models as hftk_models
-
-    cls = getattr(hftk_models, name, None) or getattr(transformers, name, None)
-    if cls is None:
-        raise HftkError(f"unknown architecture {name} in config.json: quantize hftk models or transformers models")
-    return cls
+FORMATS = ("onnx", "torchao")
+DEFAULT_FORMAT = "onnx"  # the fastest int8 path standard tools load (benchmarks/RESULTS-inference.md)
 
 
 @locks_folder(lambda source, output_dir, **_: output_dir)
-def quantize_folder(source: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
-    """Quantize the model saved in `source` into `output_dir` (written under a temporary name, then moved)."""
+def quantize_folder(source: str | Path, output_dir: str | Path, overwrite: bool = False, format: str = DEFAULT_FORMAT) -> Path:
+    """The int8 copy of the model saved in `source`, in `output_dir` (atomic: written aside, then moved)."""
+    check_output_dir(Path(output_dir))
+    if format == "torchao":
+        from hftk.export.torchao_int8 import quantize_torchao
+
+        return quantize_torchao(source, output_dir, overwrite=overwrite)
+    if format == "onnx":
+        from hftk.export.onnx import export_onnx
+
+        return export_onnx(source, output_dir, fp32=False, int8=True, overwrite=overwrite).folder
+    raise HftkError(f"unknown int8 format {format!r}: choose one of {', '.join(FORMATS)}")
+
+
+def write_legacy_folder(source: str | Path, output_dir: str | Path, overwrite: bool = False) -> Path:
+    """The format `hftk quantize` wrote before torchao (torch.ao, model_int8.pt): for benchmarks and compatibility tests."""
     source, output_dir = Path(source), Path(output_dir)
     if not (source / "config.json").is_file():
         raise HftkError(f"{source} has no config.json: point hftk quantize at a saved model folder")
@@ -94,7 +96,7 @@ def quantize_folder(source: str | Path, output_dir: str | Path, overwrite: bool 
     if not os.access(output_dir.absolute().parent, os.W_OK | os.X_OK):  # the int8 folder is staged beside it
         raise HftkError(f"cannot write beside {output_dir}: {output_dir.absolute().parent} is not writable; choose another -o")
     config = AutoConfig.from_pretrained(source)
-    cls = _model_class(config)
+    cls = model_class(config)
     model = cls.from_pretrained(source, dtype=torch.float32).eval()
     quantized = quantize_model(model)
     tmp = output_dir.with_name(f".{output_dir.name}.tmp")
@@ -127,7 +129,7 @@ def load_quantized(folder: str | Path) -> torch.nn.Module:
     scheme = json.loads((folder / MARKER).read_text()).get("weight_scheme", "per_tensor")
     if scheme not in WEIGHT_SCHEMES:
         raise HftkError(f"{folder / MARKER}: unknown weight_scheme {scheme!r}; this hftk reads {', '.join(WEIGHT_SCHEMES)}")
-    model = quantize_model(_model_class(config)(config), scheme)
+    model = quantize_model(model_class(config)(config), scheme)
     with warnings.catch_warnings():  # torch's own qtensor unpickler reads storage.device: its deprecation, not ours
         warnings.filterwarnings("ignore", message="TypedStorage is deprecated", category=UserWarning)
         state = torch.load(folder / WEIGHTS, map_location="cpu", weights_only=True)

@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hftk"
 LAYERS: list[tuple[str, ...]] = [
     ("hftk", "hftk.models", "hftk.errors", "hftk.shadowing", "hftk.offline"),
     ("hftk.data", "hftk.metrics", "hftk.recipe"),
-    ("hftk.training", "hftk.tasks", "hftk.objectives", "hftk.distill", "hftk.lora", "hftk.quantize"),
+    ("hftk.training", "hftk.tasks", "hftk.objectives", "hftk.distill", "hftk.lora", "hftk.quantize", "hftk.export"),
     ("hftk.reporting", "hftk.hub"),  # hub writes the model card (reporting) before an upload
     ("hftk.commands",),
     ("hftk.cli", "hftk.console", "hftk.__main__"),

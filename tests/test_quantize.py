@@ -1,4 +1,5 @@
-"""`hftk quantize`: int8 outputs stay near fp32, the folder loads back, `hftk evaluate` scores it."""
+"""`hftk quantize`: int8 outputs stay near fp32, the folder loads back (from_pretrained; older folders with
+`load_quantized`), `hftk evaluate` scores it, bad input gets one line."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import torch
 
 import hftk  # noqa: F401
 from hftk.errors import HftkError
-from hftk.quantize import load_quantized, quantize_folder
+from hftk.quantize import load_quantized, quantize_folder, write_legacy_folder
 
 SHARED = Path(os.environ.get("HFTK_SHARED_DIR", Path(__file__).resolve().parents[1] / ".." / "shared")).resolve()
 TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=128,
@@ -50,17 +51,23 @@ def saved(kind: str, tokenizer, folder: Path) -> Path:
     return folder
 
 
+def int8_linears(model) -> int:
+    from torchao.quantization import Int8Tensor
+
+    return sum(isinstance(m, torch.nn.Linear) and isinstance(m.weight, Int8Tensor) for m in model.modules())
+
+
 @pytest.mark.parametrize("kind", ["hftk_bert", "bert"])
-def test_int8_outputs_near_fp32_and_load_back(kind, tokenizer, tmp_path):
+def test_torchao_folder_loads_with_from_pretrained_near_fp32(kind, tokenizer, tmp_path):
     from transformers import AutoModelForSequenceClassification
 
     source = saved(kind, tokenizer, tmp_path / "fp32")
-    out = quantize_folder(source, tmp_path / "int8")
-    assert not (out / "model.safetensors").exists() and (out / "model_int8.pt").is_file()
-    fp32 = AutoModelForSequenceClassification.from_pretrained(source).eval()
-    int8 = load_quantized(out)
-    linears = [m for m in int8.modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__]
-    assert len(linears) == sum(isinstance(m, torch.nn.Linear) for m in fp32.modules()) > 0
+    out = quantize_folder(source, tmp_path / "int8", format="torchao")
+    assert (out / "model.safetensors").is_file() and not (out / "model_int8.pt").exists() and (out / "tokenizer.json").is_file()
+    assert json.loads((out / "config.json").read_text())["quantization_config"]["quant_method"] == "torchao"
+    fp32 = AutoModelForSequenceClassification.from_pretrained(source).eval()  # the reference, loaded on its own
+    int8 = AutoModelForSequenceClassification.from_pretrained(out).eval()
+    assert int8_linears(int8) == sum(isinstance(m, torch.nn.Linear) for m in fp32.modules()) > 0
     batch = tokenizer(["A fine cup of coffee.", "Stale and overpriced, would not buy again."], padding=True, return_tensors="pt")
     with torch.no_grad():
         ref, got = fp32(**batch).logits, int8(**batch).logits
@@ -68,14 +75,46 @@ def test_int8_outputs_near_fp32_and_load_back(kind, tokenizer, tmp_path):
     assert (ref - got).abs().max() <= ABS + REL * ref.abs().max()
 
 
-def test_weights_get_a_scale_per_channel_and_older_per_tensor_folders_still_load(tokenizer, tmp_path):
-    """The default scheme is recorded; a folder written before it (no `weight_scheme`: per tensor) loads as it was saved."""
+def test_torchao_folder_loads_without_hftk(tokenizer, tmp_path):
+    """A user without hftk: trust_remote_code runs the model files saved in the folder, torchao the int8 weights."""
+    from transformers import AutoModelForSequenceClassification
+
+    out = quantize_folder(saved("hftk_bert", tokenizer, tmp_path / "fp32"), tmp_path / "int8", format="torchao")
+    batch = tokenizer(["A fine cup of coffee."], return_tensors="pt")
+    with torch.no_grad():
+        expected = AutoModelForSequenceClassification.from_pretrained(out)(**batch).logits
+    script = (
+        "import sys, json, torch\n"
+        "from transformers import AutoModelForSequenceClassification\n"
+        f"model = AutoModelForSequenceClassification.from_pretrained({str(out)!r}, trust_remote_code=True)\n"
+        f"ids = torch.tensor({batch['input_ids'].tolist()})\n"
+        "print(json.dumps([type(model).__module__, 'hftk' in sys.modules, model(input_ids=ids).logits.tolist()]))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    module, hftk_imported, logits = json.loads(result.stdout.strip().splitlines()[-1])
+    assert module.startswith("transformers_modules") and not hftk_imported
+    assert torch.allclose(torch.tensor(logits), expected, atol=1e-5)
+
+
+def test_onnx_is_the_default_format(tokenizer, tmp_path):
+    from hftk.quantize import DEFAULT_FORMAT
+
+    out = quantize_folder(saved("hftk_bert", tokenizer, tmp_path / "fp32"), tmp_path / "int8")
+    assert DEFAULT_FORMAT == "onnx" and sorted(p.name for p in out.glob("*.onnx")) == ["model_quantized.onnx"]
+
+
+def test_older_torch_ao_folders_still_load(tokenizer, tmp_path):
+    """Folders of the torch.ao format (model_int8.pt) load with load_quantized: per channel, or per tensor before that.
+
+    The per-channel scheme is recorded; a folder written before it (no `weight_scheme`: per tensor) loads as it was saved."""
     from transformers import AutoModelForSequenceClassification
 
     from hftk.quantize import quantize_model
 
     source = saved("hftk_bert", tokenizer, tmp_path / "fp32")
-    out = quantize_folder(source, tmp_path / "int8")
+    out = write_legacy_folder(source, tmp_path / "int8")
     assert json.loads((out / "quantization.json").read_text())["weight_scheme"] == "per_channel"
     linear = next(m for m in load_quantized(out).modules() if type(m).__name__ == "Linear" and "quantized" in type(m).__module__)
     assert linear.weight().qscheme() == torch.per_channel_affine and linear.weight().q_per_channel_scales().numel() > 1
@@ -94,21 +133,29 @@ def test_weights_get_a_scale_per_channel_and_older_per_tensor_folders_still_load
     assert (ref - got).abs().max() <= ABS + REL * ref.abs().max()
 
 
-def test_evaluate_scores_the_int8_folder(tokenizer, tmp_path):
+@pytest.mark.parametrize("layout", ["torchao", "legacy"])
+def test_evaluate_scores_the_int8_folder(layout, tokenizer, tmp_path):
+    from transformers import AutoModelForSequenceClassification
+
     rows = [json.loads(line) for line in open(SHARED / "data" / "classification" / "fine_foods" / "test.jsonl")][:40]
     data = tmp_path / "eval.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    out = quantize_folder(saved("hftk_bert", tokenizer, tmp_path / "fp32"), tmp_path / "int8")
+    source = saved("hftk_bert", tokenizer, tmp_path / "fp32")
+    if layout == "torchao":
+        out = quantize_folder(source, tmp_path / "int8", format="torchao")
+        model = AutoModelForSequenceClassification.from_pretrained(out)
+    else:
+        out = write_legacy_folder(source, tmp_path / "int8")
+        model = load_quantized(out)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     args = ["evaluate", "classification", "--model", str(out), "-o", str(tmp_path / "ev"), "--set", f"data.validation_file={data}",
             "--set", "data.max_seq_length=64"]
     result = subprocess.run([sys.executable, "-m", "hftk", *args], capture_output=True, text=True, env=env, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
-    model = load_quantized(out)
     with torch.no_grad():
         enc = tokenizer([r["text"] for r in rows], truncation=True, max_length=64, padding=True, return_tensors="pt")
-        predicted = model(**enc).logits.argmax(-1).tolist()
+        predicted = model.eval()(**enc).logits.argmax(-1).tolist()
     expected = sum(model.config.id2label[p] == r["label"] for p, r in zip(predicted, rows)) / len(rows)
     assert metrics["eval_accuracy"] == pytest.approx(expected)
 
@@ -120,8 +167,40 @@ def test_bad_folders(tmp_path, tokenizer):
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "keep.txt").write_text("x")
     with pytest.raises(HftkError, match="--overwrite"):
-        quantize_folder(source, tmp_path / "busy")
+        quantize_folder(source, tmp_path / "busy", format="torchao")
     assert (tmp_path / "busy" / "keep.txt").is_file()
+    with pytest.raises(HftkError, match="unknown int8 format 'int4'"):
+        quantize_folder(source, tmp_path / "out", format="int4")
+    int8 = quantize_folder(source, tmp_path / "int8", format="torchao")
+    with pytest.raises(HftkError, match="already quantized"):
+        quantize_folder(int8, tmp_path / "twice", format="torchao")
+
+
+@pytest.mark.parametrize("args,message", [
+    (["quantize", "{tmp}/nothing", "-o", "{tmp}/out"], "has no config.json"),
+    (["quantize", "{tmp}/fp32", "-o", "{tmp}/out", "--format", "int4"], "unknown int8 format 'int4'"),
+    (["export", "onnx", "{tmp}/mlm", "-o", "{tmp}/out"], "is not one: fine-tune a head first"),
+    (["evaluate", "classification", "--model", "{tmp}/onnx", "-o", "{tmp}/out", "--set", "data.validation_file={tmp}/eval.jsonl"],
+     "holds an ONNX graph, which runs in ONNX Runtime"),
+])
+def test_cli_bad_input_is_one_line_exit_2(args, message, tmp_path, tokenizer):
+    from hftk.models import HftkBertConfig, HftkBertForMaskedLM
+
+    saved("hftk_bert", tokenizer, tmp_path / "fp32")
+    HftkBertForMaskedLM(HftkBertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                       intermediate_size=32)).save_pretrained(tmp_path / "mlm")
+    (tmp_path / "onnx").mkdir()  # what `hftk quantize` writes by default: config, tokenizer, an int8 graph
+    for name in ("config.json", "tokenizer.json", "tokenizer_config.json"):
+        (tmp_path / "onnx" / name).write_bytes((tmp_path / "fp32" / name).read_bytes())
+    (tmp_path / "onnx" / "model_quantized.onnx").write_bytes(b"graph")
+    (tmp_path / "eval.jsonl").write_text("".join(json.dumps({"text": t, "label": l}) + "\n" for t, l in [("good", "great"), ("bad", "other")]))
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    argv = [a.format(tmp=tmp_path) for a in args]
+    result = subprocess.run([sys.executable, "-m", "hftk", *argv], capture_output=True, text=True, env=env, timeout=600)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.tmp").exists()
 
 
 # Decoders with a tied LM head. Stated tolerance: int8 logits within 4 % of the largest fp32 logit.
@@ -141,7 +220,7 @@ def generative(kind: str, tmp_path: Path):
     else:
         fp32 = build(HftkGptForCausalLM, tiny_gpt_config())
     fp32.save_pretrained(tmp_path / "fp32")
-    return fp32, load_quantized(quantize_folder(tmp_path / "fp32", tmp_path / "int8"))
+    return fp32, load_quantized(write_legacy_folder(tmp_path / "fp32", tmp_path / "int8"))
 
 
 def teacher_forced_logits(model, kind: str, prompt: torch.Tensor, sequences: torch.Tensor) -> torch.Tensor:
@@ -198,7 +277,7 @@ def test_evaluate_scores_an_int8_translation_folder(tmp_path):
     data = tmp_path / "validation.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     tokenizer = seq2seq_tokenizer([r["translation"][k] for r in bible_rows("train", 64, shared=SHARED) for k in ("en", "es")])
-    out = quantize_folder(save_tiny_hftk(tmp_path / "fp32", tokenizer), tmp_path / "int8")
+    out = write_legacy_folder(save_tiny_hftk(tmp_path / "fp32", tokenizer), tmp_path / "int8")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     sets = [f"data.validation_file={data}", "data.source_lang=es", "data.target_lang=en", "data.max_seq_length=48",
             "generation.max_new_tokens=8", "generation.num_beams=4", "generation.length_penalty=0.6"]
@@ -216,3 +295,31 @@ def test_evaluate_scores_an_int8_translation_folder(tmp_path):
     assert metrics["eval_bleu"] == pytest.approx(sacrebleu.corpus_bleu(predictions, [references]).score)
     assert metrics["eval_chrf"] == pytest.approx(sacrebleu.corpus_chrf(predictions, [references]).score)
     assert 0 < metrics["eval_loss"] < 20 and metrics["eval_samples"] == 8
+
+
+@pytest.mark.parametrize("kind", ["hftk_seq2seq", "hftk_gpt"])
+def test_torchao_decoder_generates_with_cache_near_fp32_and_keeps_the_tie(kind, tmp_path):
+    """The torchao format: every Linear but the tied LM head is int8; the head stays the fp32 embedding itself."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    from hftk.models import HftkGptForCausalLM, HftkSeq2SeqForConditionalGeneration
+    from tests.models.tiny import build, tiny_gpt_config, tiny_seq2seq_config
+
+    if kind == "hftk_seq2seq":
+        fp32, auto = build(HftkSeq2SeqForConditionalGeneration, tiny_seq2seq_config(decoder_start_token_id=1)), AutoModelForSeq2SeqLM
+    else:
+        fp32, auto = build(HftkGptForCausalLM, tiny_gpt_config()), AutoModelForCausalLM
+    fp32.save_pretrained(tmp_path / "fp32")
+    int8 = auto.from_pretrained(quantize_folder(tmp_path / "fp32", tmp_path / "int8", format="torchao")).eval()
+    assert int8.lm_head.weight is int8.get_input_embeddings().weight
+    assert torch.equal(int8.lm_head.weight, fp32.lm_head.weight)
+    linears = sum(isinstance(m, torch.nn.Linear) for m in int8.modules())
+    assert int8_linears(int8) == linears - 1 > 0
+    torch.manual_seed(1)
+    prompt = torch.randint(3, fp32.config.vocab_size, (2, 6))
+    greedy = int8.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=6, do_sample=False, use_cache=True,
+                           return_dict_in_generate=True, output_logits=True, pad_token_id=0)
+    cached = torch.stack(greedy.logits, dim=1)
+    reference = teacher_forced_logits(fp32, kind, prompt, greedy.sequences)
+    assert cached.shape == reference.shape and not torch.equal(cached, reference)
+    assert (cached - reference).abs().max() <= GEN_REL * reference.abs().max()

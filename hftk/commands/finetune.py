@@ -190,6 +190,12 @@ def build_head(recipe: FinetuneRecipe, task: TaskData, config) -> tuple[PreTrain
     """The task's Auto model on the checkpoint, and the modules it had to initialise (a new head, BERT's pooler)."""
     from hftk.quantize import is_quantized_folder, load_quantized
 
+    folder = Path(recipe.model.name_or_path)
+    if folder.is_dir() and any(folder.glob("*.onnx")) and not any(folder.glob("*.safetensors")):
+        raise HftkError(
+            f"{folder} holds an ONNX graph, which runs in ONNX Runtime, not here: give hftk the fp32 folder, "
+            "or an int8 one from `hftk quantize --format torchao`"
+        )
     if is_quantized_folder(recipe.model.name_or_path):  # `hftk quantize` output: int8, evaluation only
         model = load_quantized(recipe.model.name_or_path)
         # The class the task's Auto class builds for this config (an encoder-decoder's is ...ForConditionalGeneration)

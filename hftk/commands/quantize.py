@@ -1,16 +1,15 @@
-"""`hftk quantize FOLDER -o OUT`: int8 weights and dynamic int8 activations for CPU inference.
+"""`hftk quantize FOLDER -o OUT [--format onnx|torchao]`: an int8 copy for CPU inference.
 
-The quantization itself is library code in `hftk.quantize` (load the result with
-`hftk.quantize.load_quantized`); this module is the command around it.
+The formats are library code (`hftk.quantize`, `hftk.export`); this module is the command around them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hftk.quantize import quantize_folder
+from hftk.quantize import DEFAULT_FORMAT, quantize_folder
 
 
-def quantize(folder: Path, output_dir: Path, *, overwrite: bool = False) -> Path:
+def quantize(folder: Path, output_dir: Path, *, format: str | None = None, overwrite: bool = False) -> Path:
     """Quantize a saved model folder into `output_dir`; returns that folder."""
-    return quantize_folder(folder, output_dir, overwrite=overwrite)
+    return quantize_folder(folder, output_dir, overwrite=overwrite, format=format or DEFAULT_FORMAT)

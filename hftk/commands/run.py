@@ -167,7 +167,7 @@ def quantize_stage(pipeline: LoadedPipeline, name: str, echo: Echo, overwrite: b
         echo(f"skipping finished stage {quantized_stage(name)} ({folder})")
         return
     echo(f"running stage {quantized_stage(name)} -> {folder} (int8 of {name})")
-    quantize_folder(pipeline.stage_dir(name), folder, overwrite=True)
+    quantize_folder(pipeline.stage_dir(name), folder, overwrite=True, format="torchao")  # scored by the PyTorch evaluator
     source = source_recipe(pipeline, name)
     # generation: how translation/summarization/generation stages decode, the int8 copy alike
     fields = {key: getattr(source, key).model_dump(mode="json") for key in ("data", "training", "generation")}

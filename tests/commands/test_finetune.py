@@ -575,7 +575,7 @@ def bad_input_cases(tmp: Path, hftk_bert: Path, cls_run: Path, data: dict[str, s
 
 def data_type_bad_input_cases(cases: dict, folder, hftk_bert: Path, cls_run: Path) -> None:
     """Issue 28: rows of the wrong type or shape named by number, the recipe key to fix, honest refusals."""
-    from hftk.quantize import quantize_folder
+    from hftk.quantize import write_legacy_folder
     from tests.tasks.tiny_seq2seq import bible_rows, save_tiny_hftk, seq2seq_tokenizer
 
     def case(name: str, task: str, rows: list[dict], needles: list[str], *sets: str, model: Path = hftk_bert) -> None:
@@ -599,8 +599,8 @@ def data_type_bad_input_cases(cases: dict, folder, hftk_bert: Path, cls_run: Pat
     model = save_tiny_hftk(folder("translation_model"), tokenizer)
     case("translation_row_missing_language", "translation", rows, ["row 7", "'es'"], "data.source_lang=es", "data.target_lang=en", model=model)
     int8 = folder("push_int8_folder") / "model-int8"
-    quantize_folder(cls_run, int8)
-    cases["push_int8_folder"] = (["push", str(int8), "--repo-id", "alice/x"], ["int8", "push " + str(cls_run)])
+    write_legacy_folder(cls_run, int8)  # the torch pickle an older `hftk quantize` wrote
+    cases["push_int8_folder"] = (["push", str(int8), "--repo-id", "alice/x"], ["int8", f"hftk quantize {cls_run} -o OUT"])
     d = folder("distill_teacher_without_head")
     path = write_rows(d / "train.jsonl", texts)
     cases["distill_teacher_without_head"] = (["distill", "classification", "--teacher", str(hftk_bert), "-o", str(d / "out"), "--set", f"data.train_file={path}", "--set", f"data.validation_file={path}"], ["no trained classification head"])

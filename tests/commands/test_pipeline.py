@@ -346,15 +346,16 @@ def test_distill_and_quantize_stages_and_the_report_rows(pipeline_run):
         ("teacher fp32", "fine_foods"), ("teacher int8", "fine_foods-int8"),
         ("student fp32", "fine_foods-student"), ("student int8", "fine_foods-student-int8"),
     ]
-    from hftk.quantize import load_quantized
+    from transformers import AutoModelForSequenceClassification
 
     for row in rows:
         folder = out / row["stage"]
         assert row["metric"] == "eval_accuracy" and row["value"] == metrics(folder)["eval_accuracy"]
         assert metrics(folder)["eval_samples"] == 32
-        if row["model"].endswith("int8"):
-            assert (folder / "quantization.json").is_file() and row["weights_bytes"] == (folder / "model_int8.pt").stat().st_size
-            assert type(load_quantized(folder)).__name__.endswith("ForSequenceClassification")
+        if row["model"].endswith("int8"):  # `hftk quantize --format torchao`: from_pretrained loads it
+            assert json.loads((folder / "config.json").read_text())["quantization_config"]["quant_method"] == "torchao"
+            assert row["weights_bytes"] == (folder / "model.safetensors").stat().st_size
+            assert type(AutoModelForSequenceClassification.from_pretrained(folder)).__name__.endswith("ForSequenceClassification")
     assert rows[0]["parameters"] > rows[2]["parameters"] and rows[2]["share_of_teacher"] == rows[2]["value"] / rows[0]["value"]
     markdown = (out / "report.md").read_text()
     assert "## Distillation and int8" in markdown

@@ -1,0 +1,1 @@
+"""Deployable copies of a saved model in formats other tools load (ONNX for ONNX Runtime)."""
