@@ -37,13 +37,7 @@ PY
 fi
 
 MODEL=$1; shift
-TWIN=$R/random-twin
-if [ ! -f $TWIN/config.json ]; then
-  python -c "
-from pathlib import Path
-from hftk.commands.run import write_random_twin
-write_random_twin(Path('$MODEL'), Path('$TWIN'), 0, 'mlm', False, print)"
-fi
+TWIN=random:$MODEL  # MODEL's random-init twin (its config and tokenizer), drawn with each run's training.seed
 common=(--set training.num_threads=1 --set training.save_steps=null --set training.report_to=[]
         --set training.eval_steps=100000 --set data.max_seq_length=64)
 declare -A FOLDER=([pretrained]=$MODEL [random]=$TWIN)

@@ -1,38 +1,31 @@
 #!/usr/bin/env bash
 # Encoder–decoder vs decoder-only, pretrained vs random init, at equal budgets (README, "Translation
-# (es→en on the Bible) and denoising pretraining"). Uses the two random models that
-# benchmarks/translation_bible.sh makes (`init`, `init-gpt`: same R), so run those first:
+# (es→en on the Bible) and denoising pretraining"). Uses the tokenizers of the two from-scratch
+# es→en runs of benchmarks/translation_bible.sh (same R), so run those first:
 #
-#   bash benchmarks/translation_bible.sh init && bash benchmarks/translation_bible.sh init-gpt
+#   bash benchmarks/translation_bible.sh es-en && bash benchmarks/translation_bible.sh gpt-data && bash benchmarks/translation_bible.sh gpt-es-en
 #   PRETRAIN_MINUTES=10 MINUTES=5 bash benchmarks/seq2seq_vs_decoder.sh pretrain headlines
 #   MODEL=runs/translation-bible/pretrain-seq2seq MINUTES=30 bash benchmarks/translation_bible.sh es-en
 #
-# pretrain: each model's twin pretrained for PRETRAIN_MINUTES of wall clock, one after the other, on
-#   ../shared/data/pretrain (Austen + Brown) plus both sides of the Bible's training books: the
-#   hftk_seq2seq by denoising (BART text infilling), the hftk_gpt by next-token prediction, each with
-#   its random model's tokenizer and shape, so the random model is its exact twin.
+# pretrain: a model of each kind pretrained for PRETRAIN_MINUTES of wall clock, one after the other, on
+#   ../shared/data/pretrain (Austen + Brown) plus both sides of the Bible's training pairs (read as
+#   translation rows): the hftk_seq2seq by denoising (BART text infilling), the hftk_gpt by
+#   next-token prediction, each with the tokenizer and shape of the from-scratch translation model.
 # headlines: bbc_headlines (1,780 articles -> headline; the 445 test articles scored once after the
 #   last step, beam 4) for MINUTES each: the encoder–decoder (`finetune summarization`) and the
 #   decoder-only model (`finetune generation`, "ARTICLE\nTL;DR:" -> " HEADLINE"), each pretrained and
-#   random; the same batch, schedule (inverse square root after 100 warm-up steps), dropout 0.1,
-#   no label smoothing (generation has none), 128 article tokens, 24 headline tokens.
+#   its random-init twin (`--model random:FOLDER`); the same batch, schedule (inverse square root after
+#   100 warm-up steps), dropout 0.1, no label smoothing, 128 article tokens, 24 headline tokens.
 set -euo pipefail
 R=${R:-runs/translation-bible}; S=${SHARED:-../shared}/data
 PRETRAIN_MINUTES=${PRETRAIN_MINUTES:-10}; MINUTES=${MINUTES:-5}; THREADS=${THREADS:-1}
 DROPOUT=(--set model.config.hidden_dropout_prob=0.1 --set model.config.attention_probs_dropout_prob=0.1)  # pretraining had none
 
 pretrain() {
-  mkdir -p "$R/bible-text"
-  python - "$S/translation/bible_en_es/train.jsonl" "$R/bible-text/train.txt" <<'PY'
-import json, sys
-rows = [json.loads(line)["translation"] for line in open(sys.argv[1], encoding="utf-8")]
-with open(sys.argv[2], "w", encoding="utf-8") as f:
-    f.writelines(f"{r[k]}\n" for r in rows for k in ("en", "es"))
-PY
-  local common=(--set "data.train_files=[$S/pretrain,$R/bible-text/train.txt]" --set training.max_steps=null
+  local common=(--set "data.train_files=[$S/pretrain,$S/translation/bible_en_es/train.jsonl]" --set training.max_steps=null
     --set training.max_time_minutes=$PRETRAIN_MINUTES --set training.num_threads=$THREADS --set training.report_to=[])
-  hftk pretrain pretrain-seq2seq -o "$R/pretrain-seq2seq" --overwrite --set tokenizer.name_or_path=$R/init "${common[@]}"
-  hftk pretrain pretrain-gpt -o "$R/pretrain-gpt" --overwrite --set tokenizer.name_or_path=$R/gpt-init \
+  hftk pretrain pretrain-seq2seq -o "$R/pretrain-seq2seq" --overwrite --set tokenizer.name_or_path=$R/new-es-en "${common[@]}"
+  hftk pretrain pretrain-gpt -o "$R/pretrain-gpt" --overwrite --set tokenizer.name_or_path=$R/gpt-es-en \
     --set model.config.num_hidden_layers=6 --set model.config.max_position_embeddings=512 "${common[@]}"
 }
 
@@ -46,12 +39,13 @@ headline() {  # TASK MODEL NAME: one fine-tuning run on bbc_headlines
 }
 
 headlines() {
-  local s2s=(--set data.max_seq_length=128 --set data.max_target_length=24 --set training.label_smoothing_factor=0)
+  local s2s=(--set data.max_seq_length=128 --set data.max_target_length=24 --set training.label_smoothing_factor=0
+    --set training.max_steps=null)  # the wall clock alone, as measured
   local gpt=(--set data.max_seq_length=152)  # 128 article tokens + up to 24 of headline
   headline summarization "$R/pretrain-seq2seq" seq2seq-pretrained "${s2s[@]}"
-  headline summarization "$R/init" seq2seq-random "${s2s[@]}"
+  headline summarization "random:$R/pretrain-seq2seq" seq2seq-random "${s2s[@]}"
   headline generation "$R/pretrain-gpt" gpt-pretrained "${gpt[@]}"
-  headline generation "$R/gpt-init" gpt-random "${gpt[@]}"
+  headline generation "random:$R/pretrain-gpt" gpt-random "${gpt[@]}"
   table
 }
 

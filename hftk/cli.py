@@ -7,6 +7,7 @@ the traceback instead. Anything else that escapes is a bug and keeps its traceba
 from __future__ import annotations
 
 import errno
+import json
 import os
 import sys
 from pathlib import Path
@@ -169,7 +170,7 @@ def _finetune_recipe(task: str, recipe: str | None, model: str | None, glue_task
         raise HftkError(f"unknown task {task!r}: choose one of {', '.join(TASK_NAMES)}")
     extra = [f"task={task}"]
     if model:
-        extra.append(f"model.name_or_path={model}")
+        extra.append(f"model.name_or_path={json.dumps(model)}")  # quoted: a path is a string even if YAML would read it otherwise
     if glue_task:
         extra.append(f"data.glue_task={glue_task}")
     return load_recipe(FinetuneRecipe, recipe or f"finetune-{task}", [*extra, *overrides])
@@ -179,7 +180,15 @@ def _finetune_recipe(task: str, recipe: str | None, model: str | None, glue_task
 def finetune(
     task: Annotated[str, typer.Argument(help="glue, classification, qa, ner, generation, translation or summarization.")],
     recipe: Annotated[Optional[str], typer.Option("--recipe", "-r", help="Recipe YAML (default: finetune-TASK).")] = None,
-    model: Annotated[Optional[str], typer.Option("--model", "-m", help="Model folder or Hub id to start from.")] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option(
+            "--model", "-m", metavar="FOLDER|HUB_ID|new|random:FOLDER",
+            help="What to start from: a model folder or Hub id; `new` (or new:TYPE): a fresh model from the recipe's "
+            "model.new section, its tokenizer trained on the training data; `random:FOLDER`: FOLDER's random-init twin "
+            "(its config and tokenizer, fresh weights).",
+        ),
+    ] = None,
     glue_task: Annotated[
         Optional[str], typer.Option("--task", "-t", help="GLUE task: cola, sst2, mrpc, qqp, stsb, mnli, qnli, rte, wnli or all.")
     ] = None,
@@ -195,6 +204,11 @@ def finetune(
     The model is an hftk folder or any transformers checkpoint. Data comes from the Hub (data.dataset_name) or local files in the Hub's column layout
     (--set data.train_file=... data.validation_file=...). LoRA: --set lora.r=8.
     `hftk finetune glue --task all` runs the nine GLUE tasks and writes a GLUE table.
+
+    From scratch: --model new builds the recipe's model.new (every shipped recipe has sizes for
+    it; --set model.new.config.hidden_size=512 changes them) and trains its tokenizer on the
+    training data; both are saved with the run, and the same data and seed give the same model.
+    --model random:FOLDER fine-tunes FOLDER's random-init twin, the baseline for pretraining.
     """
     overrides = [*(set_ or []), *_output_overrides(output_dir, overwrite, push_to_hub, hub_model_id)]
     if task == "glue" and glue_task == "all":

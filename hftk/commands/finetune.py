@@ -26,13 +26,14 @@ from hftk.errors import HftkError
 from hftk.lora import apply_lora, fresh_modules, save_lora_outputs
 from hftk.models.loading import describe_loading, quiet_load_report
 from hftk.models import MODEL_TYPES
-from hftk.recipe import FinetuneRecipe, dump_recipe
+from hftk.recipe import FinetuneRecipe, dump_recipe, model_source
 from hftk.recipe.tasks import SEQ2SEQ_TASKS, TASKS
 from hftk.reporting.run_folder import finish_run
 from hftk.training.distributed import check_fsdp_wrappable, full_state_dict, is_sharded, load_full_state_dict
 from hftk.training.outputs import prepare_output_dir, removes_new_output_dir_on_error, write_model_folder
 from hftk.tasks import TaskData
 from hftk.tasks.build import build_task
+from hftk.tasks.fresh_model import build_fresh_head, fresh_tokenizer_and_config
 from hftk.tasks.generation import decode_generated, prepare_generation_inputs
 from hftk.tasks.seq2seq import check_generation_fits, generate_texts, label_smoothed_loss, require_seq2seq_model
 from hftk.training.loop import TrainingHooks
@@ -106,11 +107,21 @@ MAX_QUESTION_LENGTH = 64  # tokens of a question kept in a QA window (hftk.tasks
 
 
 def model_max_length(config, tokenizer) -> int | None:
-    """The longest input the model takes: its positions, or the tokenizer's limit if smaller."""
-    limits = [getattr(config, name, None) for name in ("max_position_embeddings", "n_positions")]
-    limits.append(getattr(tokenizer, "model_max_length", None))
-    limits = [limit for limit in limits if isinstance(limit, int) and 0 < limit < 1_000_000]
-    return min(limits) if limits else None
+    """The longest input the model takes: its positions (config.json), else the tokenizer's limit.
+
+    The tokenizer's `model_max_length` is a truncation default, not a fact about the model: a
+    tokenizer saved by a pretraining run on 32-token blocks must not cap a model with 256 positions.
+    It counts only for models whose config has no position limit (T5's relative positions).
+    """
+    def valid(limit) -> bool:
+        return isinstance(limit, int) and 0 < limit < 1_000_000
+
+    positions = [getattr(config, name, None) for name in ("max_position_embeddings", "n_positions")]
+    positions = [limit for limit in positions if valid(limit)]
+    if positions:
+        return min(positions)
+    limit = getattr(tokenizer, "model_max_length", None)
+    return limit if valid(limit) else None
 
 
 def resolve_sequence_lengths(recipe: FinetuneRecipe, config, tokenizer) -> str | None:
@@ -150,11 +161,16 @@ def resolve_sequence_lengths(recipe: FinetuneRecipe, config, tokenizer) -> str |
     return ", ".join(derived) or None
 
 
-def load_model_and_tokenizer(recipe: FinetuneRecipe):
-    """The tokenizer and checkpoint of `model.name_or_path`, with clear errors for bad folders."""
-    path = recipe.model.name_or_path
-    if not path:
-        raise HftkError("no model to fine-tune: pass --model PATH (a folder from `hftk pretrain` or any checkpoint)")
+def load_model_and_tokenizer(recipe: FinetuneRecipe, resume_folder: Path | None = None, echo=print):
+    """The tokenizer and config to fine-tune: a checkpoint's, a random twin's (its folder's) or a fresh model's."""
+    if not recipe.model.name_or_path:
+        raise HftkError(
+            "no model to fine-tune: pass --model PATH (a folder from `hftk pretrain` or any checkpoint), "
+            "--model new (a fresh model, the recipe's model.new) or --model random:PATH (PATH's random-init twin)"
+        )
+    kind, path = model_source(recipe.model.name_or_path)
+    if kind == "new":
+        return fresh_tokenizer_and_config(recipe, resume_folder, echo)
     config = load_model_config(path)
     check_model_config_overrides(recipe, config)
     tokenizer = load_tokenizer(path)
@@ -165,6 +181,9 @@ def load_model_and_tokenizer(recipe: FinetuneRecipe):
         )
     if tokenizer.pad_token is None and tokenizer.eos_token is not None:
         tokenizer.pad_token = tokenizer.eos_token  # decoders: pad with EOS, masked out by attention_mask
+    limit = model_max_length(config, tokenizer)
+    if limit is not None and tokenizer.model_max_length != limit:
+        tokenizer.model_max_length = limit  # truncation follows the model's positions, and the saved tokenizer says so
     return tokenizer, config
 
 
@@ -218,6 +237,9 @@ def build_head(recipe: FinetuneRecipe, task: TaskData, config) -> tuple[PreTrain
         kwargs["problem_type"] = task.problem_type
     if config.pad_token_id is None and task.kind == "sequence_classification":
         kwargs["pad_token_id"] = config.eos_token_id
+    if model_source(recipe.model.name_or_path)[0] != "checkpoint":  # --model new or random:FOLDER: fresh weights
+        attn = kwargs.pop("attn_implementation")
+        return build_fresh_head(auto_class, config, kwargs, attn), [f"all weights ({task.auto_model_class} from scratch)"]
     try:
         with quiet_load_report():  # said in one line below instead of transformers' table
             model, info = auto_class.from_pretrained(recipe.model.name_or_path, output_loading_info=True, **kwargs)
@@ -331,10 +353,10 @@ def check_task_fits_model(recipe: FinetuneRecipe, config, tokenizer) -> None:
     if recipe.task in SEQ2SEQ_TASKS:
         require_seq2seq_model(config, recipe.task, recipe.model.name_or_path)
         check_generation_fits(recipe.generation.max_new_tokens, model_max_length(config, tokenizer))
-    elif smoothing:
+    elif smoothing and recipe.task != "generation":
         raise HftkError(
-            f"training.label_smoothing_factor ({smoothing}) applies to translation and summarization, not {recipe.task}; "
-            "remove it"
+            f"training.label_smoothing_factor ({smoothing}) applies to translation, summarization and generation, "
+            f"not {recipe.task}; remove it"
         )
 
 
@@ -370,7 +392,7 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, distiller: Any = N
     accelerator = start_session(recipe.training, output_dir, dump_recipe(recipe))
     if recipe.lora.r > 0 and is_sharded(accelerator):
         raise HftkError("LoRA (lora.r > 0) under FSDP is not supported: fine-tune LoRA without the FSDP config")
-    tokenizer, config, task = load_task(recipe, accelerator, evaluate_only=False)
+    tokenizer, config, task = load_task(recipe, accelerator, evaluate_only=False, resume=resume)
     if distiller is not None:
         distiller.check(task, config)
     recipe_yaml = distiller.recipe_yaml if distiller is not None else dump_recipe(recipe)  # what --resume compares
@@ -391,14 +413,20 @@ def finetune(recipe: FinetuneRecipe, *, resume: bool = False, distiller: Any = N
     return output_dir
 
 
-def load_task(recipe: FinetuneRecipe, accelerator: Accelerator, *, evaluate_only: bool) -> tuple[Any, Any, TaskData]:
+def load_task(recipe: FinetuneRecipe, accelerator: Accelerator, *, evaluate_only: bool, resume: bool = False) -> tuple[Any, Any, TaskData]:
     """(tokenizer, config, task data) of the recipe's model and task, with every check that needs no model weights.
 
     Sequence lengths and (training) the learning rate left null are derived from the model here.
     Evaluation reads the label set from the model, not from training data that may be absent.
     """
     training = recipe.training
-    tokenizer, config = load_model_and_tokenizer(recipe)
+    if evaluate_only and model_source(recipe.model.name_or_path)[0] != "checkpoint":
+        raise HftkError(
+            f"--model {recipe.model.name_or_path} has no trained weights to evaluate: evaluate a folder written by "
+            f"`hftk finetune {recipe.task}`"
+        )
+    resume_folder = resume_tokenizer_folder(Path(recipe.output.output_dir), resume)
+    tokenizer, config = load_model_and_tokenizer(recipe, resume_folder, accelerator.print)
     check_task_fits_model(recipe, config, tokenizer)
     check_reinit(config, recipe.model.reinit_top_layers)
     derived = resolve_sequence_lengths(recipe, config, tokenizer)
@@ -468,7 +496,9 @@ def train_on_task(recipe, task, tokenizer, model, evaluator, unwrap, accelerator
         save_model=save_model,
         load_model=load_model,
         evaluate=evaluator,
-        compute_loss=label_smoothed_loss(training.label_smoothing_factor) if training.label_smoothing_factor else None,
+        compute_loss=(
+            label_smoothed_loss(training.label_smoothing_factor, causal=task.kind == "causal_lm") if training.label_smoothing_factor else None
+        ),
     )
     return run_training(
         accelerator, model, train_loader, recipe, output_dir, hooks, resume=resume_from is not None, session_start=session_start
@@ -538,7 +568,7 @@ def write_finetuned_folder(recipe, final, model, state, metrics, task, evaluator
         log_history=state.log_history,
         state_dict=weights,
         # data and licence: read from recipe.yaml
-        card={"base_model": distiller.base_model if distiller is not None else recipe.model.name_or_path},
+        card={"base_model": distiller.base_model if distiller is not None else from_checkpoint(recipe)},
     )
     (output_dir / "all_results.json").write_text(json.dumps(metrics, indent=2) + "\n")
     drop_resume_state(output_dir)
@@ -568,6 +598,20 @@ def metric_info(task: TaskData, evaluator: Evaluator) -> dict[str, Any]:
     if task.metric_info is None or split not in evaluator.last_predictions:
         return {}
     return task.metric_info(split, evaluator.last_predictions[split])
+
+
+def from_checkpoint(recipe: FinetuneRecipe) -> str | None:
+    """The checkpoint the run started from (the model card's base_model); None for --model new and random:FOLDER."""
+    kind, path = model_source(recipe.model.name_or_path)
+    return path if kind == "checkpoint" else None
+
+
+def resume_tokenizer_folder(output_dir: Path, resume: bool) -> Path | None:
+    """The model folder of the checkpoint a --resume continues from: a fresh model keeps the tokenizer it trained."""
+    from hftk.training.checkpoint import latest_checkpoint
+
+    checkpoint = latest_checkpoint(output_dir) if resume else None
+    return checkpoint / "model" if checkpoint is not None and (checkpoint / "model").is_dir() else None
 
 
 def load_best(model: PreTrainedModel, folder: Path) -> PreTrainedModel:

@@ -21,7 +21,7 @@ from transformers import AutoConfig, PreTrainedModel
 from hftk.data.corpus import load_text_corpus
 from hftk.data.packing import tokenize_and_pack
 from hftk.data.pretrain_stream import streaming_data
-from hftk.data.tokenizer import load_tokenizer, train_tokenizer
+from hftk.data.tokenizer import load_tokenizer, tokenizer_config_fields, train_tokenizer
 from hftk.errors import HftkError
 from hftk.models import MODEL_TYPES
 from hftk.objectives import AUTO_CLASS_BY_OBJECTIVE, make_objective
@@ -61,14 +61,7 @@ def build_model(recipe: PretrainRecipe, tokenizer) -> PreTrainedModel:
         return model
     fields = dict(recipe.model.config)
     fields.setdefault("max_position_embeddings", max(recipe.data.max_seq_length, 128))
-    fields.update(
-        vocab_size=len(tokenizer),
-        pad_token_id=tokenizer.pad_token_id,
-        bos_token_id=tokenizer.bos_token_id if recipe.objective != "mlm" else None,
-        eos_token_id=tokenizer.eos_token_id if recipe.objective != "mlm" else None,
-    )
-    if recipe.objective == "denoise":  # the decoder starts from <s>; labels shift right behind it
-        fields["decoder_start_token_id"] = tokenizer.bos_token_id
+    fields.update(tokenizer_config_fields(recipe.model.type, tokenizer))
     if recipe.model.type == "hftk_bert":
         # No pretraining objective trains BERT's pooler (the pretraining heads have none), so the folder
         # says so: a sequence classifier built on it then reads the body directly and its one fresh layer
@@ -134,7 +127,9 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     set_seed(recipe.training.seed)
     tokenizer, train_data, validation = load_pretraining_data(recipe, accelerator, resume_from, teacher_tokenizer)
     model = build_model(recipe, tokenizer) if teacher is None else distillation.build_student(recipe, teacher, tokenizer, build_model)
-    blocks = "training blocks" if recipe.data.streaming else f"{len(train_data)} training blocks"
+    positions = getattr(model.config, "max_position_embeddings", None)
+    if isinstance(positions, int):  # the saved tokenizer's truncation default: the model's positions, not the block length
+        tokenizer.model_max_length = positions
     accelerator.print(
         f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f} M parameters, "
         f"{blocks} of {recipe.data.max_seq_length} tokens{', streamed' if recipe.data.streaming else ''}"

@@ -174,8 +174,20 @@ def _load_hub(
     return train, validation
 
 
+TRANSLATION_COLUMN = "translation"  # the Hub's WMT/opus layout: {"translation": {"en": ..., "es": ...}}
+
+
 def _select_text(dataset: datasets.Dataset, column: str, where: str) -> datasets.Dataset:
-    """Keep only the text column, named `text`, as strings."""
+    """Keep only the text column, named `text`, as strings.
+
+    Translation rows are text too: `translation` (also found when the default `text` column is
+    missing) gives every language's side as a row of its own, pair by pair; `translation.es` one side.
+    """
+    if column == "text" and column not in dataset.column_names and TRANSLATION_COLUMN in dataset.column_names:
+        column = TRANSLATION_COLUMN
+    base, _, language = column.partition(".")
+    if base == TRANSLATION_COLUMN and not (column in dataset.column_names and isinstance(dataset.features[column], datasets.Value)):
+        return _translation_text(dataset, language or None, where)
     if column not in dataset.column_names:
         raise HftkError(
             f"{where} has no column {column!r} (columns: {', '.join(dataset.column_names)}): "
@@ -190,6 +202,30 @@ def _select_text(dataset: datasets.Dataset, column: str, where: str) -> datasets
             raise HftkError(f"column {column!r} of {where} holds {feature}, not text: set data.text_column to a text column")
         dataset = dataset.cast_column("text", datasets.Value("string"))  # e.g. a CSV column pandas read as numbers
     return dataset
+
+
+def _translation_text(dataset: datasets.Dataset, language: str | None, where: str) -> datasets.Dataset:
+    """Each side of every translation pair as a `text` row (one `language`'s side only, if given)."""
+    if TRANSLATION_COLUMN not in dataset.column_names:
+        raise HftkError(
+            f"{where} has no column 'translation' (columns: {', '.join(dataset.column_names)}): "
+            "set data.text_column to the column holding the text"
+        )
+    feature = dataset.features[TRANSLATION_COLUMN]
+    languages = list(feature.languages) if isinstance(feature, datasets.Translation) else list(feature) if isinstance(feature, dict) else []
+    if not languages:
+        raise HftkError(f"column 'translation' of {where} holds {feature}, not {{language: text}} pairs: set data.text_column to a text column")
+    if language is not None and language not in languages:
+        raise HftkError(
+            f"{where} has no {language!r} side in its translation column (it has {', '.join(languages)}): "
+            f"set data.text_column to translation (every side) or translation.LANGUAGE with one of them"
+        )
+    sides = [language] if language is not None else languages
+
+    def flatten(batch: dict[str, list]) -> dict[str, list]:
+        return {"text": [(pair or {}).get(side) or "" for pair in batch[TRANSLATION_COLUMN] for side in sides]}
+
+    return dataset.map(flatten, batched=True, remove_columns=dataset.column_names, desc="translation sides as text")
 
 
 def _hold_out(dataset: datasets.Dataset, percentage: float, seed: int) -> tuple[datasets.Dataset, datasets.Dataset]:

@@ -29,6 +29,7 @@ from datasets.distributed import split_dataset_by_node
 
 from hftk.data.corpus import (
     _PATHS,
+    TRANSLATION_COLUMN,
     _builder_for,
     _name_files,
     _non_blank,
@@ -173,6 +174,21 @@ def _text_only(stream: datasets.IterableDataset, column: str, where: str) -> dat
     first = next(iter(stream), None)
     if first is None:
         raise HftkError(f"corpus {where} is empty: add text or point data.train_files elsewhere")
+    if column == "text" and column not in first and TRANSLATION_COLUMN in first:
+        column = TRANSLATION_COLUMN  # translation rows: each side is text (as in the cached path)
+    base, _, language = column.partition(".")
+    if base == TRANSLATION_COLUMN and isinstance(first.get(TRANSLATION_COLUMN), dict):
+        sides = [language] if language else list(first[TRANSLATION_COLUMN])
+        if any(side not in first[TRANSLATION_COLUMN] for side in sides):
+            raise HftkError(
+                f"{where} has no {language!r} side in its translation column (it has {', '.join(first[TRANSLATION_COLUMN])}): "
+                "set data.text_column to translation (every side) or translation.LANGUAGE with one of them"
+            )
+
+        def flatten(batch: dict[str, list]) -> dict[str, list]:
+            return {"text": [(pair or {}).get(side) or "" for pair in batch[TRANSLATION_COLUMN] for side in sides]}
+
+        return stream.map(flatten, batched=True, remove_columns=list(first)).filter(_non_blank, batched=True)
     if column not in first:
         raise HftkError(f"{where} has no column {column!r} (columns: {', '.join(first)}): set data.text_column to the column holding the text")
     stream = stream.select_columns([column])

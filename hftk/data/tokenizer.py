@@ -112,6 +112,20 @@ def train_tokenizer(
     )
 
 
+def tokenizer_config_fields(model_type: str, tokenizer: PreTrainedTokenizerBase) -> dict:
+    """The fields of an hftk model config that come from its tokenizer: vocabulary size and special ids.
+
+    Encoders (hftk_bert) have no BOS/EOS; the encoder–decoder's decoder starts from `<s>` and its
+    labels shift right behind it.
+    """
+    fields = {"vocab_size": len(tokenizer), "pad_token_id": tokenizer.pad_token_id}
+    if model_type != "hftk_bert":
+        fields.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id)
+    if model_type == "hftk_seq2seq":
+        fields["decoder_start_token_id"] = tokenizer.bos_token_id
+    return fields
+
+
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """Load a saved tokenizer (a directory from `save_pretrained`, or a Hub id when online)."""
     try:

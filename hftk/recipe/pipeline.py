@@ -406,23 +406,23 @@ def check_tasks_fit_model(spec: Pipeline, pretrain: PretrainRecipe) -> None:
 def check_lengths_fit_model(pretrain: PretrainRecipe, finetune: dict[str, FinetuneRecipe]) -> None:
     """Sequence lengths a stage sets that the model pretraining will make cannot take, found before it is made.
 
-    A pretrained tokenizer's model_max_length is pretrain data.max_seq_length (its positions are at
-    least that); `hftk finetune` refuses more (and generating as many tokens) once the model exists.
-    Unknown when the pretraining reuses a tokenizer or model, which then decide.
+    The limit is the model's positions (model.config.max_position_embeddings; `hftk pretrain`
+    gives at least its block length, and 128), which `hftk finetune` reads from config.json once
+    the model exists. Unknown when the pretraining continues from a model, whose config decides.
     """
-    if pretrain.tokenizer.name_or_path or pretrain.model.name_or_path:
+    if pretrain.model.name_or_path:
         return
-    limit = pretrain.data.max_seq_length
+    limit = pretrain.model.config.get("max_position_embeddings") or max(pretrain.data.max_seq_length, 128)
     for name, recipe in finetune.items():
         if (recipe.data.max_seq_length or 0) > limit:
             raise HftkError(
                 f"finetune stage {name}: data.max_seq_length ({recipe.data.max_seq_length}) exceeds the {limit} tokens the pretrained "
-                f"model takes (pretrain data.max_seq_length); use at most {limit}, or raise pretrain data.max_seq_length"
+                f"model takes (pretrain model.config.max_position_embeddings); use at most {limit}, or raise that"
             )
         if recipe.task in SEQ2SEQ_TASKS and recipe.generation.max_new_tokens >= limit:
             raise HftkError(
                 f"finetune stage {name}: generation.max_new_tokens ({recipe.generation.max_new_tokens}) must be smaller than the "
-                f"{limit} positions of the pretrained model (pretrain data.max_seq_length); use at most {limit - 1}"
+                f"{limit} positions of the pretrained model (pretrain model.config.max_position_embeddings); use at most {limit - 1}"
             )
 
 

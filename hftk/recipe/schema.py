@@ -41,18 +41,72 @@ class ModelSection(Section):
     attn_implementation: Literal["sdpa", "eager"] = Field("sdpa", description="attention kernel: sdpa (PyTorch's scaled_dot_product_attention) or eager (plain matmuls)")
 
 
-class FinetuneModelSection(ModelSection):
-    reinit_top_layers: int = Field(
-        0, ge=0, description="re-initialise the body's top N blocks before fine-tuning (Zhang et al., 2021: "
-        "helps a briefly pretrained encoder when labels are few); 0: keep every pretrained block"
-    )
-
-
 class TokenizerSection(Section):
     name_or_path: str | None = Field(None, description="reuse this tokenizer instead of training one")
     kind: Literal["wordpiece", "bpe", "seq2seq"] | None = Field(None, description="default: wordpiece for mlm, bpe for clm, seq2seq for denoise")
     vocab_size: int = Field(8192, ge=64, description="size of the vocabulary a trained tokenizer gets (special tokens included)")
     min_frequency: int = Field(2, ge=1, description="a token enters the vocabulary only if the corpus has it at least this often")
+
+
+# `--model` values that name no checkpoint to load weights from (see `model_source`).
+NEW_MODEL = "new"
+RANDOM_TWIN_PREFIX = "random:"
+
+
+def model_source(name_or_path: str | None) -> tuple[str, str | None]:
+    """What `model.name_or_path` asks for: ("new", TYPE or None), ("random", FOLDER) or ("checkpoint", PATH).
+
+    `new` / `new:TYPE`: a fresh model built from the recipe's `model.new` section, its tokenizer
+    trained on the task's training text. `random:FOLDER`: FOLDER's random-init twin (its config and
+    tokenizer, fresh weights), the baseline every pretraining claim is measured against.
+    """
+    if name_or_path is None:
+        return "checkpoint", None
+    if name_or_path == NEW_MODEL or name_or_path.startswith(NEW_MODEL + ":"):
+        return "new", name_or_path.partition(":")[2] or None
+    if name_or_path.startswith(RANDOM_TWIN_PREFIX):
+        return "random", name_or_path.removeprefix(RANDOM_TWIN_PREFIX)
+    return "checkpoint", name_or_path
+
+
+class FreshModelSection(Section):
+    """`--model new`: the model a task builds from scratch, and the tokenizer it trains on the task's training text."""
+
+    type: Literal["hftk_bert", "hftk_gpt", "hftk_seq2seq"]
+    config: dict[str, Any] = Field(default_factory=dict, description="fields of the model config class (sizes); vocabulary and special ids come from the tokenizer")
+    tokenizer: TokenizerSection = Field(
+        default_factory=TokenizerSection, description="kind null: by type (wordpiece for hftk_bert, bpe for hftk_gpt, seq2seq for hftk_seq2seq)"
+    )
+
+    @model_validator(mode="after")
+    def _known_fields(self) -> FreshModelSection:
+        from hftk.models import MODEL_TYPES
+
+        config_class = MODEL_TYPES[self.type]
+        fields = {field.name for field in dataclasses.fields(config_class)}
+        unknown = sorted(set(self.config) - fields)
+        if unknown:
+            raise ValueError(
+                f"unknown key(s) model.new.config.{', model.new.config.'.join(unknown)} for {self.type}"
+                f"{did_you_mean(unknown[0], fields, prefix='model.new.config.')}"
+            )
+        try:  # the config class's own checks (head sizes, allowed names), before any data is read
+            config_class(**self.config)
+        except (ValueError, TypeError) as error:
+            raise ValueError(f"model.new.config: {str(error).splitlines()[0]}") from None
+        return self
+
+
+class FinetuneModelSection(ModelSection):
+    name_or_path: str | None = Field(
+        None, description="a model folder or Hub id; `new` (or new:TYPE): a fresh model from model.new; "
+        "`random:FOLDER`: FOLDER's random-init twin (same config and tokenizer, fresh weights)"
+    )
+    new: FreshModelSection | None = Field(None, description="--model new: the fresh model's type, sizes and tokenizer")
+    reinit_top_layers: int = Field(
+        0, ge=0, description="re-initialise the body's top N blocks before fine-tuning (Zhang et al., 2021: "
+        "helps a briefly pretrained encoder when labels are few); 0: keep every pretrained block"
+    )
 
 
 class PretrainDataSection(Section):
@@ -352,7 +406,7 @@ class FinetuneTrainingSection(TrainingSection):
         False, description="batch examples of similar length (transformers' LengthGroupedSampler): less padding, faster steps"
     )
     label_smoothing_factor: float = Field(
-        0.0, ge=0, lt=1, description="translation/summarization: label smoothing of the training loss (the Transformer paper: 0.1)"
+        0.0, ge=0, lt=1, description="translation/summarization/generation: label smoothing of the training loss on the target tokens (the Transformer paper: 0.1)"
     )
 
 
@@ -377,6 +431,45 @@ class FinetuneRecipe(Section):
     lora: LoraSection = Field(default_factory=LoraSection)
     generation: GenerationSection = Field(default_factory=GenerationSection)
     output: OutputSection = Field(default_factory=lambda: OutputSection(output_dir="runs/finetune"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _new_model_type(cls, data: Any) -> Any:
+        """`--model new:TYPE` is `--model new` with model.new.type=TYPE (the recipe's sizes kept)."""
+        model = data.get("model") if isinstance(data, dict) else None
+        if not isinstance(model, dict) or not isinstance(model.get("name_or_path"), str):
+            return data
+        kind, model_type = model_source(model["name_or_path"])
+        if kind == "new" and model_type is not None:
+            new = model.get("new") if isinstance(model.get("new"), dict) else {}
+            data = {**data, "model": {**model, "name_or_path": NEW_MODEL, "new": {**new, "type": model_type}}}
+        return data
+
+    @model_validator(mode="after")
+    def _model_source_fits(self) -> FinetuneRecipe:
+        """`--model new` / `random:FOLDER`: what they need, and the options that cannot apply to them."""
+        kind, detail = model_source(self.model.name_or_path)
+        if kind == "checkpoint":
+            return self
+        if kind == "new":
+            if self.model.new is None:
+                raise ValueError(
+                    f"--model new builds the model of the recipe's model.new section, and this {self.task} recipe has none: "
+                    "add model.new.type and model.new.config to the recipe, or name a type (--model new:hftk_bert)"
+                )
+            what = "a fresh model (--model new)"
+        else:
+            if not detail:
+                raise ValueError("--model random:FOLDER needs a folder after random:, e.g. --model random:runs/pretrain-default")
+            what = f"a random-init twin (--model {self.model.name_or_path})"
+        if self.lora.r > 0:
+            raise ValueError(
+                f"LoRA (lora.r={self.lora.r}) adapts pretrained weights, and {what} has none to keep: "
+                "drop lora.r, or start from a pretrained folder"
+            )
+        if self.model.reinit_top_layers:
+            raise ValueError(f"model.reinit_top_layers re-draws pretrained blocks, and {what} has none: drop it")
+        return self
 
 
 # ---------------------------------------------------------------------------------------------

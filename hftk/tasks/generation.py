@@ -174,7 +174,7 @@ def decode_generated(tokenizer: PreTrainedTokenizerBase, sequences: torch.Tensor
 
 
 def compute_generation_metrics(predictions: list[str], references: list[str]) -> dict[str, float]:
-    """ROUGE-1/2/L/Lsum F-measure (stemmed, as HF's run_summarization) and SacreBLEU, all on 0-100."""
+    """ROUGE-1/2/L/Lsum F-measure (stemmed, as HF's run_summarization), SacreBLEU's BLEU and chrF, all on 0-100."""
     from hftk.metrics import load_metric
 
     if len(predictions) != len(references):
@@ -183,7 +183,19 @@ def compute_generation_metrics(predictions: list[str], references: list[str]) ->
     result = {k: 100.0 * float(rouge[k]) for k in ("rouge1", "rouge2", "rougeL", "rougeLsum")}
     bleu = load_metric("bleu").compute(predictions=predictions, references=[[r] for r in references])
     result["bleu"] = float(bleu["score"]) if "score" in bleu else 100.0 * float(bleu["bleu"])
+    result["chrf"] = float(load_metric("chrf").compute(predictions=predictions, references=[[r] for r in references])["score"])
     return result
+
+
+def sacrebleu_signatures(predictions: list[str], references: list[str]) -> dict[str, str]:
+    """SacreBLEU's signatures of the BLEU and chrF scores (what a paper prints beside them)."""
+    from hftk.metrics import load_metric
+
+    refs = [[r] for r in references[:1]]  # the signature depends on the settings and nrefs, not on the texts
+    return {
+        "sacrebleu_bleu_signature": load_metric("bleu").compute(predictions=predictions[:1], references=refs, return_signature=True)["signature"],
+        "sacrebleu_chrf_signature": load_metric("chrf").compute(predictions=predictions[:1], references=refs, return_signature=True)["signature"],
+    }
 
 
 def prepare_generation(
@@ -265,4 +277,5 @@ def prepare_generation(
         main_metric="rougeL",
         eval_examples=eval_examples,
         predictions=records,
+        metric_info=lambda split, predictions: sacrebleu_signatures(list(predictions), column(eval_examples[split], target_column)),
     )

@@ -38,6 +38,7 @@ from hftk.tasks.common import (
     require_split,
     take,
 )
+from hftk.tasks.generation import sacrebleu_signatures as translation_signatures  # SacreBLEU's, for BLEU and chrF
 
 IGNORE = -100
 # What `finetune translation` can start from (shown when a model does not fit).
@@ -163,18 +164,22 @@ def tokenize_pairs(
     return dict(model_inputs)
 
 
-def label_smoothed_loss(epsilon: float) -> Callable[..., torch.Tensor]:
+def label_smoothed_loss(epsilon: float, causal: bool = False) -> Callable[..., torch.Tensor]:
     """A `TrainingHooks.compute_loss`: cross-entropy with label smoothing `epsilon` over the target tokens.
 
     torch's `cross_entropy(label_smoothing=...)` is the smoothing of the Transformer paper (and
     of HF Trainer's `label_smoothing_factor`): the target gets 1 - epsilon, every class epsilon / V.
+    `causal`: a decoder-only model (`finetune generation`), whose labels are its inputs: position t
+    predicts label t + 1, as transformers' causal-LM loss shifts them.
     """
 
     def compute(model, batch: dict[str, torch.Tensor], num_items_in_batch: torch.Tensor | None = None) -> torch.Tensor:
         labels = batch["labels"]
-        # With decoder_input_ids from the collator, no labels go in (the model would compute a loss we discard).
-        inputs = {k: v for k, v in batch.items() if k != "labels"} if "decoder_input_ids" in batch else batch
-        logits = model(**inputs, use_cache=False).logits  # no labels: the model would build a KV cache we never use
+        # Without labels the model computes no loss of its own (hftk's fused LM loss would return no logits).
+        inputs = {k: v for k, v in batch.items() if k != "labels"} if causal or "decoder_input_ids" in batch else batch
+        logits = model(**inputs, use_cache=False).logits  # use_cache=False: no KV cache we would never use
+        if causal:
+            logits, labels = logits[:, :-1], labels[:, 1:]
         reduction = "sum" if num_items_in_batch is not None else "mean"
         loss = F.cross_entropy(
             logits.flatten(0, 1).float(), labels.flatten().to(logits.device), ignore_index=IGNORE,
@@ -226,17 +231,6 @@ def translation_metrics(predictions: list[str], references: list[str]) -> dict[s
     return {
         "bleu": float(load_metric("bleu").compute(predictions=predictions, references=refs)["score"]),
         "chrf": float(load_metric("chrf").compute(predictions=predictions, references=refs)["score"]),
-    }
-
-
-def translation_signatures(predictions: list[str], references: list[str]) -> dict[str, str]:
-    """SacreBLEU's signatures of the two scores above (what a paper prints beside them)."""
-    from hftk.metrics import load_metric
-
-    refs = [[r] for r in references[:1]]  # the signature depends on the settings and nrefs, not on the texts
-    return {
-        "sacrebleu_bleu_signature": load_metric("bleu").compute(predictions=predictions[:1], references=refs, return_signature=True)["signature"],
-        "sacrebleu_chrf_signature": load_metric("chrf").compute(predictions=predictions[:1], references=refs, return_signature=True)["signature"],
     }
 
 

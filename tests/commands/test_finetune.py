@@ -635,7 +635,7 @@ def seq2seq_bad_input_cases(cases: dict, folder, ft, hftk_bert: Path) -> None:
     cases["translation_beam_size_0"] = (ft("translation_beam_size_0", "translation", model, *es_en, "generation.num_beams=0"), ["generation.num_beams", "greater than or equal to 1"])
     cases["translation_max_new_tokens_0"] = (ft("translation_max_new_tokens_0", "translation", model, *es_en, "generation.max_new_tokens=0"), ["generation.max_new_tokens", "greater than or equal to 1"])
     cases["translation_max_new_tokens_above_positions"] = (ft("translation_max_new_tokens_above_positions", "translation", model, *es_en, "generation.max_new_tokens=500"), ["max_new_tokens (500)", "256 positions"])
-    cases["label_smoothing_on_classification"] = (ft("label_smoothing_on_classification", "classification", hftk_bert, "training.label_smoothing_factor=0.1"), ["label_smoothing_factor", "translation and summarization"])
+    cases["label_smoothing_on_classification"] = (ft("label_smoothing_on_classification", "classification", hftk_bert, "training.label_smoothing_factor=0.1"), ["label_smoothing_factor", "translation, summarization and generation"])
 
 
 # Cases whose output path exists before the run (a file, a non-empty folder): it must be left as it was.

@@ -199,3 +199,15 @@ def test_validation_file_errors_name_the_validation_option(tmp_path):
         load_text_corpus(train, validation_files=tmp_path / "gone.txt", cache_dir=str(tmp_path / "c"))
     with pytest.raises(HftkError, match=r"empty \(0 non-empty lines\): add text or point data\.validation_files elsewhere"):
         load_text_corpus(train, validation_files=write(tmp_path / "v.txt", "\n\n"), cache_dir=str(tmp_path / "c"))
+
+
+def test_translation_rows_give_each_side_as_text(tmp_path):
+    pairs = [{"translation": {"es": f"hola {i}", "en": f"hello {i}"}} for i in range(20)]
+    path = write(tmp_path / "pairs.jsonl", "".join(json.dumps(pair) + "\n" for pair in pairs))
+    both = load_text_corpus([path], validation_split_percentage=10)  # no `text` column: the translation column
+    assert sorted(rows(both)) == sorted(text for pair in pairs for text in pair["translation"].values())
+    assert rows(load_text_corpus([path], text_column="translation", validation_split_percentage=10)) == rows(both)
+    spanish = load_text_corpus([path], text_column="translation.es", validation_split_percentage=10)
+    assert sorted(rows(spanish)) == sorted(pair["translation"]["es"] for pair in pairs)
+    with pytest.raises(HftkError, match="no 'fr' side in its translation column \\(it has es, en\\)"):
+        load_text_corpus([path], text_column="translation.fr")

@@ -171,3 +171,18 @@ def test_two_processes_get_disjoint_blocks_covering_the_stream(corpus, tmp_path)
     one = [tuple(b) for b in blocks_of(shuffle_and_split(packed, seed=5, buffer_size=16, rank=0, world_size=1))]
     assert len(one) == 151 and Counter(blocks[0] + blocks[1]) == Counter(one[: 2 * 72])
     assert blocks[0] == one[0 : 144 : 2] and blocks[1] == one[1 : 144 : 2]
+
+
+def test_translation_rows_stream_each_side_as_text(tmp_path):
+    from hftk.data.corpus import load_text_corpus
+
+    pairs = [{"translation": {"es": f"hola {i}", "en": f"hello {i}"}} for i in range(6)]
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(pair) + "\n" for pair in pairs), encoding="utf-8")
+    streamed = [row["text"] for row in load_text_stream([str(path)])]
+    assert streamed == [text for pair in pairs for text in (pair["translation"]["es"], pair["translation"]["en"])]
+    cached = load_text_corpus([str(path)], validation_split_percentage=20)
+    assert sorted(streamed) == sorted(cached["train"]["text"][:] + cached["validation"]["text"][:])  # the same text either way
+    assert [row["text"] for row in load_text_stream([str(path)], text_column="translation.en")] == [f"hello {i}" for i in range(6)]
+    with pytest.raises(HftkError, match="no 'fr' side"):
+        load_text_stream([str(path)], text_column="translation.fr")

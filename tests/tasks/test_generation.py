@@ -111,7 +111,7 @@ def test_generation_metrics(gpt2_tokenizer, headlines):
     task = prepare_generation(gpt2_tokenizer, train_file=train_file, validation_file=test_file, max_seq_length=128)
     refs = task.eval_examples["validation"]["summary"]
     perfect = task.compute_metrics("validation", refs)
-    assert perfect == pytest.approx({"rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0, "rougeLsum": 100.0, "bleu": 100.0})
+    assert perfect == pytest.approx({"rouge1": 100.0, "rouge2": 100.0, "rougeL": 100.0, "rougeLsum": 100.0, "bleu": 100.0, "chrf": 100.0})
     # Hand case: "the cat sat" vs "the cat sat on the mat": ROUGE-1 P=1, R=3/6 -> F=2/3;
     # ROUGE-2 P=2/2, R=2/5 -> F=4/7; ROUGE-L LCS 3 -> as ROUGE-1.
     result = compute_generation_metrics(["the cat sat"], ["the cat sat on the mat"])
@@ -121,6 +121,8 @@ def test_generation_metrics(gpt2_tokenizer, headlines):
     refs = ["Oil prices rise sharply again", "Minister quits after row", "Chelsea win the title"]
     expected = sacrebleu.corpus_bleu(preds, [refs]).score
     assert 0 < expected < 100 and compute_generation_metrics(preds, refs)["bleu"] == pytest.approx(expected)
+    expected_chrf = sacrebleu.corpus_chrf(preds, [refs]).score  # chrF as the seq2seq tasks score it
+    assert 0 < expected_chrf < 100 and compute_generation_metrics(preds, refs)["chrf"] == pytest.approx(expected_chrf)
     with pytest.raises(HftkError, match="2 generated texts for 1 references"):
         compute_generation_metrics(["a", "b"], ["a"])
 
@@ -163,4 +165,36 @@ def test_batches_train_and_generate_with_a_tiny_gpt2(gpt2_tokenizer, headlines):
                                 max_new_tokens=8, do_sample=False, pad_token_id=eos)
     texts = decode_generated(gpt2_tokenizer, generated, inputs["input_ids"].shape[1])
     assert texts[0] == decode_generated(gpt2_tokenizer, single, single.shape[1] - 8)[0]
-    assert set(task.compute_metrics("validation", texts + [""] * 5)) == {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu"}
+    assert set(task.compute_metrics("validation", texts + [""] * 5)) == {"rouge1", "rouge2", "rougeL", "rougeLsum", "bleu", "chrf"}
+
+
+def test_label_smoothing_of_a_decoder_only_model_shifts_labels_as_its_own_loss(gpt2_tokenizer, headlines):
+    """`finetune generation` smooths the loss on the target tokens as the seq2seq tasks do."""
+    import torch.nn.functional as F
+
+    import hftk  # noqa: F401
+    from hftk.models import HftkGptConfig, HftkGptForCausalLM
+    from hftk.tasks.generation import DataCollatorForPromptCompletion
+    from hftk.tasks.seq2seq import label_smoothed_loss
+
+    train_file, test_file, _ = headlines
+    task = prepare_generation(gpt2_tokenizer, train_file=train_file, validation_file=test_file, max_seq_length=64)
+    batch = DataCollatorForPromptCompletion(gpt2_tokenizer.eos_token_id)([task.train[i] for i in range(4)])
+    torch.manual_seed(0)
+    config = HftkGptConfig(vocab_size=len(gpt2_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=64, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    model = HftkGptForCausalLM(config).eval()
+    with torch.no_grad():
+        # Without smoothing: the model's own causal-LM loss (transformers' shift of the labels).
+        assert label_smoothed_loss(0.0, causal=True)(model, batch) == pytest.approx(float(model(**batch).loss), rel=1e-5)
+        # With smoothing: (1 - eps) * NLL + eps * the mean over the vocabulary of -log p, per target token, by hand.
+        log_probs = F.log_softmax(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits.float(), -1)
+        expected, count = 0.0, 0
+        for row in range(4):
+            for position in range(1, batch["labels"].shape[1]):
+                label = int(batch["labels"][row, position])
+                if label != -100:
+                    scores = log_probs[row, position - 1]
+                    expected += 0.9 * -float(scores[label]) + 0.1 * -float(scores.mean())
+                    count += 1
+        assert label_smoothed_loss(0.1, causal=True)(model, batch) == pytest.approx(expected / count, rel=1e-5)
