@@ -15,6 +15,7 @@ a plain `onnxruntime.InferenceSession`:
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,8 +139,9 @@ def export_onnx(source: str | Path, output_dir: str | Path, fp32: bool = True, i
     require(("onnx", "onnxscript", "onnxruntime"), "onnx", "ONNX export")
     source, output_dir = Path(source), Path(output_dir)
     check_source(source, output_dir, overwrite)
+    architectures = json.loads((source / "config.json").read_text()).get("architectures") or ["(none in config.json)"]
+    outputs = head_outputs(architectures[0])  # before loading any weights
     model, config = load_fp32(source)
-    outputs = head_outputs(type(model).__name__)
     tmp = scratch_folder(output_dir)
     try:
         export_graph(model, config, outputs, tmp / FP32_FILE)
