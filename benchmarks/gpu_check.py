@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -362,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     header = args.header or ["## GPU check"]
     print(write_report(output, header, sizes, training, attention, generation, fsdp))
     print(f"wrote {output}")
+    if work not in output.resolve().parents:  # the FSDP run folder and its log: kept only when the results are there too
+        shutil.rmtree(work, ignore_errors=True)
     return 0 if fsdp["exit_code"] == 0 else 1
 
 
