@@ -130,6 +130,7 @@ def pretrain(recipe: PretrainRecipe, *, resume: bool = False) -> Path:
     positions = getattr(model.config, "max_position_embeddings", None)
     if isinstance(positions, int):  # the saved tokenizer's truncation default: the model's positions, not the block length
         tokenizer.model_max_length = positions
+    blocks = "training blocks" if recipe.data.streaming else f"{len(train_data)} training blocks"
     accelerator.print(
         f"{type(model).__name__}: {model.num_parameters() / 1e6:.2f} M parameters, "
         f"{blocks} of {recipe.data.max_seq_length} tokens{', streamed' if recipe.data.streaming else ''}"
