@@ -72,7 +72,7 @@ def model_source(name_or_path: str | None) -> tuple[str, str | None]:
 class FreshModelSection(Section):
     """`--model new`: the model a task builds from scratch, and the tokenizer it trains on the task's training text."""
 
-    type: Literal["hftk_bert", "hftk_gpt", "hftk_seq2seq"]
+    type: Literal["hftk_bert", "hftk_gpt", "hftk_seq2seq"] = Field(description="the fresh model's type (--model new:TYPE sets it)")
     config: dict[str, Any] = Field(default_factory=dict, description="fields of the model config class (sizes); vocabulary and special ids come from the tokenizer")
     tokenizer: TokenizerSection = Field(
         default_factory=TokenizerSection, description="kind null: by type (wordpiece for hftk_bert, bpe for hftk_gpt, seq2seq for hftk_seq2seq)"
