@@ -240,5 +240,6 @@ def test_every_documented_command_runs_as_written(tmp_path):
     for folder in ("runs/pretrain-default", "runs/pretrain-gpt", "runs/mine", "runs/finetune-qa", "runs/bert-as-hftk",
                    "runs/ff-teacher", "runs/ff-student", "runs/finetune-translation"):
         assert (tmp_path / folder / "config.json").is_file(), folder
-    assert (tmp_path / "runs" / "ff-student-int8" / "model_int8.pt").is_file()
+    assert (tmp_path / "runs" / "ff-student-int8" / "model.safetensors").is_file()  # torchao int8, from_pretrained-loadable
+    assert (tmp_path / "runs" / "ff-student-onnx" / "model_quantized.onnx").is_file()
     assert (tmp_path / "runs" / "pipeline-tiny" / "report.md").is_file()
