@@ -380,9 +380,9 @@ def convert(
     output_dir: Annotated[Path, typer.Argument(help="Folder for the converted hftk model.")],
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace what the output folder holds.")] = False,
 ) -> None:
-    """Convert a transformers BERT, GPT-2, BART or Marian checkpoint into the matching hftk model (same outputs).
+    """Convert a BERT, GPT-2, BART or Marian model to hftk.
 
-    BERT becomes hftk_bert, GPT-2 hftk_gpt, BART and Marian hftk_seq2seq; the converted model gives the
+    The converted model gives the same outputs. BERT becomes hftk_bert, GPT-2 hftk_gpt, BART and Marian hftk_seq2seq; the converted model gives the
     source's logits to 1e-4. T5 is refused (its relative position bias is not one of hftk's position types).
     """
     from hftk.commands.convert import convert_checkpoint
@@ -402,7 +402,11 @@ def quantize(
     ] = None,
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Int8 weights and dynamic int8 activations for CPU inference, in a format standard tools load."""
+    """Make an int8 copy of a model for CPU inference.
+
+    Int8 weights and dynamic int8 activations, in a format standard tools load: ONNX Runtime
+    (--format onnx, the default) or transformers' torchao integration (--format torchao).
+    """
     from hftk.commands.quantize import quantize as run_quantize
 
     out = run_quantize(folder, output_dir, format=format, overwrite=overwrite)

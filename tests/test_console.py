@@ -7,6 +7,7 @@ import pytest
 
 import hftk.cli
 from hftk.console import INTERRUPTED_EXIT, caused_by_interrupt, main
+from hftk.training import output_lock
 from hftk.training.outputs import removes_new_output_dir_on_error
 
 
@@ -50,6 +51,7 @@ def test_an_interrupted_run_leaves_no_folder_it_created(tmp_path: Path):
 
     @removes_new_output_dir_on_error
     def run(recipe):
+        output_lock.hold_for_run(output_dir)  # as every run does once its processes are up
         (output_dir / "logs").mkdir(parents=True)
         raise KeyboardInterrupt  # e.g. Ctrl-C while the tokenizer trains
 

@@ -366,7 +366,7 @@ def test_bad_input_fails_before_any_request(tmp_path, hub):
         with pytest.raises(HftkError, match="invalid repo id"):
             push_folder(folder, repo_id, api=api)
     (folder / "model.safetensors").unlink()
-    with pytest.raises(HftkError, match=r"no \*.safetensors weights \(only pickled weights found"):
+    with pytest.raises(HftkError, match=r"no \*.safetensors or \*.onnx weights \(only pickled weights found"):
         push_folder(folder, "alice/x", api=api)
     (folder / "config.json").unlink()
     with pytest.raises(HftkError, match="no config.json"):

@@ -163,7 +163,7 @@ def test_report_shows_bleu_chrf_rouge_and_losses_of_both_inits_with_the_noise_ru
     assert _line(markdown, "| news | summarization | eval_rougeL |").endswith(f"| {_fmt(pretrained)} | {_fmt(baseline)} | {pretrained - baseline:+.4f} | – | not assessed |")
 
     # every result of both tasks, pretrained beside baseline, as in the stage folders; the reference loss too
-    expected = {"mt": ["eval_bleu", "eval_chrf", "eval_loss"], "news": ["eval_rougeL", "eval_rouge1", "eval_rouge2", "eval_rougeLsum", "eval_bleu", "eval_loss"]}
+    expected = {"mt": ["eval_bleu", "eval_chrf", "eval_loss"], "news": ["eval_rougeL", "eval_rouge1", "eval_rouge2", "eval_rougeLsum", "eval_bleu", "eval_chrf", "eval_loss"]}
     for stage, keys in expected.items():
         rows = [row for row in report["results"] if row["stage"] == stage]
         assert [row["metric"] for row in rows] == keys

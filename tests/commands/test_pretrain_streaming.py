@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -62,14 +61,14 @@ def assert_same_weights(expected_dir: Path, actual_dir: Path, rtol: float, atol:
 
 
 def test_interrupted_streaming_run_resumes_on_the_same_blocks(stream_corpus, reference, tmp_path):
-    """The reference run's folder as a run stopped after its step-12 checkpoint (the kill itself is
-    tested on the cached path, tests/commands/test_pretrain.py): resuming must rebuild the stream at
-    the checkpoint's position, or the weights differ."""
-    state = json.loads((reference / "checkpoints" / "step-12" / "trainer_state.json").read_text())
-    assert (state["epoch"], state["batches_in_epoch"]) == (1, 4)  # the resume below starts inside epoch 2
+    """A run killed after step 13 resumes from its step-12 checkpoint, inside the second epoch:
+    resuming must rebuild the stream at the checkpoint's position, or the weights differ from the
+    uninterrupted reference."""
     resumed = tmp_path / "resumed"
-    shutil.copytree(reference / "checkpoints", resumed / "checkpoints")
-    shutil.rmtree(resumed / "checkpoints" / "step-16")
+    killed = run_hftk(*stream_args(stream_corpus, resumed), env={"HFTK_FAULT": "step:13"})
+    assert killed.returncode != 0 and not (resumed / "metrics.json").exists()
+    state = json.loads((resumed / "checkpoints" / "step-12" / "trainer_state.json").read_text())
+    assert (state["epoch"], state["batches_in_epoch"]) == (1, 4)  # the resume below starts inside epoch 2
     result = run_hftk(*stream_args(stream_corpus, resumed), "--resume", check=True)
     assert "Resuming from" in result.stdout + result.stderr and "step-12" in result.stdout + result.stderr
     assert_same_weights(reference, resumed, rtol=1e-5, atol=1e-6)  # the tolerance of the cached path's resume test
