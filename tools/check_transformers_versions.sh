@@ -76,7 +76,21 @@ requirements() {
 import re, sys, tomllib
 project = tomllib.load(open(sys.argv[1], "rb"))["project"]
 version, mode = sys.argv[2], sys.argv[3]
-for requirement in project["dependencies"] + project["optional-dependencies"]["test"]:
+extras = project["optional-dependencies"]
+
+
+def expand(requirements):
+    """hftk's own extras named inside another (`hftk[onnx]` in `test`) stand for their requirements."""
+    for requirement in requirements:
+        own = re.fullmatch(r"hftk\[([A-Za-z0-9_,-]+)\]", requirement)
+        if own:
+            for extra in own.group(1).split(","):
+                yield from expand(extras[extra])
+        else:
+            yield requirement
+
+
+for requirement in expand(project["dependencies"] + extras["test"]):
     name = re.match(r"[A-Za-z0-9_.-]+", requirement).group(0)
     if name.lower() == "transformers":
         print(f"transformers=={version}")
